@@ -1,0 +1,1 @@
+"""Domain: entities, value objects, domain events, specifications and errors, in plain Python."""

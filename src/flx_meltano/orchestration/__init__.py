@@ -1,0 +1,1 @@
+"""Orchestration: the Dagster code location (translator, resource, assets, jobs, schedules, sensors)."""

@@ -1,0 +1,1 @@
+"""Persistence: the PostgreSQL store (tables, repositories, unit of work, migrations, embedded server)."""
