@@ -1,0 +1,9 @@
+select
+    id as order_id,
+    customer_id,
+    status,
+    currency,
+    total,
+    created_at,
+    updated_at
+from {{ source('raw_shop', 'orders') }}
