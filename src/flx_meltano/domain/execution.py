@@ -1,0 +1,226 @@
+"""PipelineExecution: one run of a pipeline, whose every change is a recorded domain event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from flx_meltano.domain.errors import IllegalTransition
+from flx_meltano.domain.events import (
+    ExecutionCancelled,
+    ExecutionCrashed,
+    ExecutionEvent,
+    ExecutionFailed,
+    ExecutionStarted,
+    ExecutionSucceeded,
+    StreamSynced,
+)
+from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """How one stream of an execution went."""
+
+    stream: str
+    records: int
+    status: StreamStatus
+    duration: Duration | None = None
+    bookmark: Any = None
+    finished_at: datetime | None = None
+
+
+@dataclass
+class PipelineExecution:
+    """One run of one pipeline. Build it with ``start`` or ``replay``; never set fields directly."""
+
+    id: str
+    pipeline_id: str = ""
+    status: ExecutionStatus = ExecutionStatus.PENDING
+    trigger: Trigger = Trigger.MANUAL
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    streams: tuple[str, ...] = ()
+    full_refresh: bool = False
+    dagster_run_id: str | None = None
+    state_before: Mapping[str, Any] | None = None
+    state_after: Mapping[str, Any] | None = None
+    error: str | None = None
+    failed_plugin: str | None = None
+    exit_code: int | None = None
+    warnings: tuple[str, ...] = ()
+    results: dict[str, StreamResult] = field(default_factory=dict)
+    version: int = 0
+    pending_events: list[ExecutionEvent] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        execution_id: str,
+        pipeline_id: str,
+        *,
+        at: datetime,
+        trigger: Trigger = Trigger.MANUAL,
+        streams: Iterable[str] = (),
+        full_refresh: bool = False,
+        dagster_run_id: str | None = None,
+        state_before: Mapping[str, Any] | None = None,
+    ) -> PipelineExecution:
+        """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
+        execution = cls(id=execution_id)
+        execution._record(
+            ExecutionStarted(
+                execution_id=execution_id,
+                at=at,
+                pipeline_id=pipeline_id,
+                trigger=str(trigger),
+                streams=tuple(streams),
+                full_refresh=full_refresh,
+                dagster_run_id=dagster_run_id,
+                state_before=state_before,
+            )
+        )
+        return execution
+
+    @classmethod
+    def replay(cls, events: Iterable[ExecutionEvent]) -> PipelineExecution:
+        """Rebuild an execution from its stored events."""
+        execution: PipelineExecution | None = None
+        for event in events:
+            if execution is None:
+                execution = cls(id=event.execution_id)
+            execution._apply(event)
+            execution.version += 1
+        if execution is None:
+            raise ValueError("cannot replay an execution from no events")
+        return execution
+
+    @property
+    def duration(self) -> Duration | None:
+        """From start to end (None while running)."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return Duration.between(self.started_at, self.ended_at)
+
+    @property
+    def records(self) -> int:
+        """Records synced over all streams."""
+        return sum(result.records for result in self.results.values())
+
+    def record_stream(self, result: StreamResult, *, at: datetime) -> None:
+        """Record one stream's outcome while the execution runs."""
+        if self.status is not ExecutionStatus.RUNNING:
+            raise IllegalTransition(
+                f"execution {self.id} is {self.status}; stream results can only be added while RUNNING"
+            )
+        self._record(
+            StreamSynced(
+                execution_id=self.id,
+                at=at,
+                stream=result.stream,
+                records=result.records,
+                status=str(result.status),
+                duration_seconds=result.duration.seconds if result.duration else None,
+                bookmark=result.bookmark,
+            )
+        )
+
+    def succeed(
+        self,
+        *,
+        at: datetime,
+        state_after: Mapping[str, Any] | None = None,
+        warnings: Iterable[str] = (),
+    ) -> None:
+        """Close the execution as SUCCEEDED."""
+        self.status.check_transition(ExecutionStatus.SUCCEEDED)
+        self._record(ExecutionSucceeded(self.id, at, state_after=state_after, warnings=tuple(warnings)))
+
+    def fail(
+        self,
+        error: str,
+        *,
+        at: datetime,
+        failed_plugin: str | None = None,
+        exit_code: int | None = None,
+        state_after: Mapping[str, Any] | None = None,
+        warnings: Iterable[str] = (),
+    ) -> None:
+        """Close the execution as FAILED, naming the plugin and error."""
+        self.status.check_transition(ExecutionStatus.FAILED)
+        self._record(
+            ExecutionFailed(
+                self.id,
+                at,
+                error=error,
+                failed_plugin=failed_plugin,
+                exit_code=exit_code,
+                state_after=state_after,
+                warnings=tuple(warnings),
+            )
+        )
+
+    def cancel(
+        self,
+        *,
+        at: datetime,
+        reason: str = "cancelled",
+        state_after: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Close the execution as CANCELLED."""
+        self.status.check_transition(ExecutionStatus.CANCELLED)
+        self._record(ExecutionCancelled(self.id, at, reason=reason, state_after=state_after))
+
+    def crash(self, reason: str, *, at: datetime) -> None:
+        """Close an execution whose process died as CRASHED."""
+        self.status.check_transition(ExecutionStatus.CRASHED)
+        self._record(ExecutionCrashed(self.id, at, reason=reason))
+
+    def _record(self, event: ExecutionEvent) -> None:
+        self._apply(event)
+        self.pending_events.append(event)
+
+    def _apply(self, event: ExecutionEvent) -> None:
+        # Every field of the execution is derived here, so replaying the events reproduces it.
+        if isinstance(event, ExecutionStarted):
+            self.pipeline_id = event.pipeline_id
+            self.status = ExecutionStatus.RUNNING
+            self.trigger = Trigger(event.trigger)
+            self.started_at = event.at
+            self.streams = tuple(event.streams)
+            self.full_refresh = event.full_refresh
+            self.dagster_run_id = event.dagster_run_id
+            self.state_before = event.state_before
+        elif isinstance(event, StreamSynced):
+            self.results[event.stream] = StreamResult(
+                stream=event.stream,
+                records=event.records,
+                status=StreamStatus(event.status),
+                duration=Duration(event.duration_seconds) if event.duration_seconds is not None else None,
+                bookmark=event.bookmark,
+                finished_at=event.at,
+            )
+        elif isinstance(event, ExecutionSucceeded):
+            self._close(ExecutionStatus.SUCCEEDED, event.at)
+            self.state_after = event.state_after
+            self.warnings = tuple(event.warnings)
+        elif isinstance(event, ExecutionFailed):
+            self._close(ExecutionStatus.FAILED, event.at)
+            self.error = event.error
+            self.failed_plugin = event.failed_plugin
+            self.exit_code = event.exit_code
+            self.state_after = event.state_after
+            self.warnings = tuple(event.warnings)
+        elif isinstance(event, ExecutionCancelled):
+            self._close(ExecutionStatus.CANCELLED, event.at)
+            self.error = event.reason
+            self.state_after = event.state_after
+        elif isinstance(event, ExecutionCrashed):
+            self._close(ExecutionStatus.CRASHED, event.at)
+            self.error = event.reason
+
+    def _close(self, status: ExecutionStatus, at: datetime) -> None:
+        self.status = status
+        self.ended_at = at

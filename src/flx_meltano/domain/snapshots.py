@@ -1,0 +1,33 @@
+"""State snapshots: stored copies of a pipeline's Singer state, and why they were taken."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from flx_meltano.domain.state import SingerState
+
+
+class SnapshotReason(StrEnum):
+    """Why a snapshot was taken."""
+
+    MANUAL = "manual"
+    PRE_RUN = "pre-run"
+    POST_RUN = "post-run"
+    PRE_RESTORE = "pre-restore"
+    IMPORT = "import"
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """One stored copy of a state id's Singer state."""
+
+    id: int
+    state_id: str
+    taken_at: datetime
+    reason: SnapshotReason
+    checksum: str
+    state: SingerState
+    label: str | None = None
+    execution_id: str | None = None
