@@ -1,0 +1,78 @@
+"""The append-only event log: a unique (stream_id, version) makes concurrent writers conflict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from flx_meltano.domain.events import DomainEvent
+from flx_meltano.persistence.errors import ConcurrencyConflict
+from flx_meltano.persistence.tables import events
+
+
+class EventStore:
+    """Events of every stream, on one connection (inside the caller's transaction)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    def append(self, stream_id: str, expected_version: int, new_events: Sequence[DomainEvent]) -> int:
+        """Append after ``expected_version``; ConcurrencyConflict if someone else got there first."""
+        if not new_events:
+            return expected_version
+        rows = [
+            {
+                "stream_id": stream_id,
+                "version": expected_version + offset,
+                "type": type(event).__name__,
+                "occurred_at": event.occurred_at,
+                "payload": event.to_payload(),
+            }
+            for offset, event in enumerate(new_events, start=1)
+        ]
+        try:
+            # A savepoint keeps the caller's transaction usable for reporting the conflict.
+            with self.connection.begin_nested():
+                self.connection.execute(events.insert(), rows)
+        except IntegrityError as exc:
+            if "events_stream_version" in str(exc.orig):
+                raise ConcurrencyConflict(
+                    f"event stream {stream_id!r} moved past version {expected_version}: "
+                    "another writer changed it; reload and retry"
+                ) from exc
+            raise
+        return expected_version + len(new_events)
+
+    def read(self, stream_id: str) -> list[DomainEvent]:
+        """Every event of one stream, oldest first."""
+        query = (
+            sa.select(events.c.type, events.c.payload)
+            .where(events.c.stream_id == stream_id)
+            .order_by(events.c.version)
+        )
+        return [DomainEvent.from_payload(t, p) for t, p in self.connection.execute(query)]
+
+    def read_streams(self, prefix: str, batch_size: int = 5000) -> Iterator[tuple[str, list[DomainEvent]]]:
+        """Every stream whose id starts with ``prefix``, with its events, in stream order."""
+        query = (
+            sa.select(events.c.stream_id, events.c.type, events.c.payload)
+            .where(events.c.stream_id.startswith(prefix, autoescape=True))
+            .order_by(events.c.stream_id, events.c.version)
+            .execution_options(yield_per=batch_size)
+        )
+        current: str | None = None
+        batch: list[DomainEvent] = []
+        for stream_id, type_name, payload in self.connection.execute(query):
+            if stream_id != current:
+                if current is not None:
+                    yield current, batch
+                current, batch = stream_id, []
+            batch.append(DomainEvent.from_payload(type_name, payload))
+        if current is not None:
+            yield current, batch
+
+    def count(self) -> int:
+        """How many events the log holds."""
+        return int(self.connection.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())

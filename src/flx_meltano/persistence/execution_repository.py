@@ -1,0 +1,244 @@
+"""Executions: saved as events plus the rows they describe, in one transaction; read back by query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from flx_meltano.domain.events import ExecutionEvent
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
+from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.event_store import EventStore
+from flx_meltano.persistence.tables import executions, stream_results
+
+EXECUTION_STREAM_PREFIX = "execution-"
+
+
+@dataclass(frozen=True)
+class ExecutionFilter:
+    """Which executions a history query returns (newest first)."""
+
+    pipeline_id: str | None = None
+    status: ExecutionStatus | None = None
+    since: datetime | None = None
+    limit: int = 50
+
+
+def _row(execution: PipelineExecution) -> dict[str, Any]:
+    duration = execution.duration
+    return {
+        "id": execution.id,
+        "pipeline_id": execution.pipeline_id,
+        "status": str(execution.status),
+        "trigger": str(execution.trigger),
+        "started_at": execution.started_at,
+        "ended_at": execution.ended_at,
+        "duration_seconds": duration.seconds if duration else None,
+        "streams": list(execution.streams),
+        "full_refresh": execution.full_refresh,
+        "error": execution.error,
+        "failed_plugin": execution.failed_plugin,
+        "exit_code": execution.exit_code,
+        "dagster_run_id": execution.dagster_run_id,
+        "state_before": execution.state_before,
+        "state_after": execution.state_after,
+        "warnings": list(execution.warnings),
+        "version": execution.version,
+    }
+
+
+def _result_row(execution_id: str, result: StreamResult) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "stream": result.stream,
+        "status": str(result.status),
+        "records": result.records,
+        "duration_seconds": result.duration.seconds if result.duration else None,
+        "bookmark": result.bookmark,
+        "finished_at": result.finished_at,
+    }
+
+
+def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExecution:
+    return PipelineExecution(
+        id=row.id,
+        pipeline_id=row.pipeline_id,
+        status=ExecutionStatus(row.status),
+        trigger=Trigger(row.trigger),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        streams=tuple(row.streams),
+        full_refresh=row.full_refresh,
+        dagster_run_id=row.dagster_run_id,
+        state_before=row.state_before,
+        state_after=row.state_after,
+        error=row.error,
+        failed_plugin=row.failed_plugin,
+        exit_code=row.exit_code,
+        warnings=tuple(row.warnings),
+        results={
+            r.stream: StreamResult(
+                stream=r.stream,
+                records=r.records,
+                status=StreamStatus(r.status),
+                duration=Duration(r.duration_seconds) if r.duration_seconds is not None else None,
+                bookmark=r.bookmark,
+                finished_at=r.finished_at,
+            )
+            for r in results
+        },
+        version=row.version,
+    )
+
+
+class ExecutionRepository:
+    """Executions on one connection, inside the unit of work's transaction."""
+
+    def __init__(self, connection: sa.Connection, event_store: EventStore) -> None:
+        self.connection = connection
+        self.events = event_store
+
+    def save(self, execution: PipelineExecution) -> None:
+        """Append the execution's new events (conflicting on a stale version), then its rows."""
+        pending: Sequence[ExecutionEvent] = execution.pending_events
+        if not pending:
+            return
+        new_version = self.events.append(
+            f"{EXECUTION_STREAM_PREFIX}{execution.id}", execution.version, pending
+        )
+        execution.version = new_version
+        self._write_rows(execution)
+        execution.pending_events = []
+
+    def _write_rows(self, execution: PipelineExecution) -> None:
+        row = _row(execution)
+        statement = insert(executions).values(row)
+        self.connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[executions.c.id],
+                set_={k: statement.excluded[k] for k in row if k != "id"},
+            )
+        )
+        if execution.results:
+            rows = [_result_row(execution.id, r) for r in execution.results.values()]
+            result_statement = insert(stream_results).values(rows)
+            self.connection.execute(
+                result_statement.on_conflict_do_update(
+                    index_elements=[stream_results.c.execution_id, stream_results.c.stream],
+                    set_={
+                        k: result_statement.excluded[k]
+                        for k in rows[0]
+                        if k not in ("execution_id", "stream")
+                    },
+                )
+            )
+
+    def get(self, execution_id: str, *, for_update: bool = False) -> PipelineExecution:
+        """One execution with its stream results; NotFound naming the id."""
+        query = sa.select(executions).where(executions.c.id == execution_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.connection.execute(query).one_or_none()
+        if row is None:
+            raise NotFound(f"no execution {execution_id!r}")
+        results = self.connection.execute(
+            sa.select(stream_results)
+            .where(stream_results.c.execution_id == execution_id)
+            .order_by(stream_results.c.stream)
+        )
+        return _from_rows(row, results)
+
+    def find(self, prefix: str) -> PipelineExecution:
+        """An execution by id or unambiguous id prefix (as people type them)."""
+        rows = self.connection.execute(
+            sa.select(executions.c.id).where(executions.c.id.startswith(prefix, autoescape=True)).limit(2)
+        ).all()
+        if not rows:
+            raise NotFound(f"no execution {prefix!r}")
+        if len(rows) > 1:
+            raise NotFound(f"execution id prefix {prefix!r} is ambiguous; give more characters")
+        return self.get(rows[0].id)
+
+    def history(self, query: ExecutionFilter) -> list[PipelineExecution]:
+        """History, newest first, without stream results (use ``get`` for those)."""
+        statement = sa.select(executions).order_by(executions.c.started_at.desc()).limit(query.limit)
+        if query.pipeline_id:
+            statement = statement.where(executions.c.pipeline_id == query.pipeline_id)
+        if query.status:
+            statement = statement.where(executions.c.status == str(query.status))
+        if query.since:
+            statement = statement.where(executions.c.started_at >= query.since)
+        return [_from_rows(row, ()) for row in self.connection.execute(statement)]
+
+    def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
+        """Executions still PENDING or RUNNING (of one pipeline, or all)."""
+        statement = sa.select(executions).where(
+            executions.c.status.in_([str(ExecutionStatus.PENDING), str(ExecutionStatus.RUNNING)])
+        )
+        if pipeline_id:
+            statement = statement.where(executions.c.pipeline_id == pipeline_id)
+        return [_from_rows(row, ()) for row in self.connection.execute(statement)]
+
+    def last_by_pipeline(self) -> dict[str, PipelineExecution]:
+        """The newest execution of every pipeline."""
+        statement = (
+            sa.select(executions)
+            .distinct(executions.c.pipeline_id)
+            .order_by(executions.c.pipeline_id, executions.c.started_at.desc())
+        )
+        return {row.pipeline_id: _from_rows(row, ()) for row in self.connection.execute(statement)}
+
+    def last_success_by_pipeline(self) -> dict[str, datetime]:
+        """When each pipeline last succeeded."""
+        statement = (
+            sa.select(executions.c.pipeline_id, sa.func.max(executions.c.ended_at))
+            .where(executions.c.status == str(ExecutionStatus.SUCCEEDED))
+            .group_by(executions.c.pipeline_id)
+        )
+        return {pipeline_id: ended for pipeline_id, ended in self.connection.execute(statement)}
+
+    def stream_metrics(
+        self, pipeline_id: str, stream: str | None = None, limit: int = 100
+    ) -> list[tuple[datetime, str, str, StreamResult]]:
+        """Per-stream results over time: (started_at, execution id, status, result), newest first."""
+        statement = (
+            sa.select(executions.c.started_at, executions.c.id, executions.c.status, stream_results)
+            .join(stream_results, stream_results.c.execution_id == executions.c.id)
+            .where(executions.c.pipeline_id == pipeline_id)
+            .order_by(executions.c.started_at.desc(), stream_results.c.stream)
+            .limit(limit)
+        )
+        if stream:
+            statement = statement.where(stream_results.c.stream == stream)
+        rows = self.connection.execute(statement)
+        return [
+            (
+                row.started_at,
+                row.id,
+                row.status,
+                StreamResult(
+                    stream=row.stream,
+                    records=row.records,
+                    status=StreamStatus(row.status_1),
+                    duration=Duration(row.duration_seconds) if row.duration_seconds is not None else None,
+                    bookmark=row.bookmark,
+                    finished_at=row.finished_at,
+                ),
+            )
+            for row in rows
+        ]
+
+    def replay_all(self) -> int:
+        """Rebuild every execution row from the event log; returns how many were rebuilt."""
+        rebuilt = 0
+        for _, stream_events in self.events.read_streams(EXECUTION_STREAM_PREFIX):
+            execution = PipelineExecution.replay([e for e in stream_events if isinstance(e, ExecutionEvent)])
+            self._write_rows(execution)
+            rebuilt += 1
+        return rebuilt

@@ -1,0 +1,154 @@
+"""State snapshots, each recorded with a StateSnapshotTaken event in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from flx_meltano.domain.events import DomainEvent, StateSnapshotTaken
+from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.state import SingerState
+from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.event_store import EventStore
+from flx_meltano.persistence.tables import events, state_snapshots
+
+
+def _snapshot(row: sa.Row[Any]) -> StateSnapshot:
+    return StateSnapshot(
+        id=row.id,
+        state_id=row.state_id,
+        taken_at=row.taken_at,
+        reason=SnapshotReason(row.reason),
+        checksum=row.checksum,
+        state=SingerState.from_payload(row.state, where=f"snapshot {row.id}"),
+        label=row.label,
+        execution_id=row.execution_id,
+    )
+
+
+class SnapshotRepository:
+    """Snapshots on one connection, inside the unit of work's transaction."""
+
+    def __init__(self, connection: sa.Connection, event_store: EventStore) -> None:
+        self.connection = connection
+        self.events = event_store
+
+    def stream_version(self, stream_id: str) -> int:
+        """The newest version of an event stream (0 when empty)."""
+        query = sa.select(sa.func.coalesce(sa.func.max(events.c.version), 0)).where(
+            events.c.stream_id == stream_id
+        )
+        return int(self.connection.execute(query).scalar_one())
+
+    def append_state_events(self, state_id: str, new_events: Sequence[DomainEvent]) -> None:
+        """Append events to a state id's stream at its current version."""
+        stream = f"state-{state_id}"
+        self.events.append(stream, self.stream_version(stream), new_events)
+
+    def add(
+        self,
+        state_id: str,
+        state: SingerState,
+        *,
+        reason: SnapshotReason,
+        at: datetime,
+        label: str | None = None,
+        execution_id: str | None = None,
+    ) -> StateSnapshot:
+        """Store a snapshot and its StateSnapshotTaken event."""
+        checksum = state.checksum
+        snapshot_id = self.connection.execute(
+            state_snapshots.insert()
+            .values(
+                state_id=state_id,
+                taken_at=at,
+                reason=str(reason),
+                label=label,
+                checksum=checksum,
+                state=state.payload(),
+                execution_id=execution_id,
+            )
+            .returning(state_snapshots.c.id)
+        ).scalar_one()
+        self.append_state_events(
+            state_id,
+            [
+                StateSnapshotTaken(
+                    state_id,
+                    at,
+                    snapshot_id=snapshot_id,
+                    reason=str(reason),
+                    checksum=checksum,
+                    label=label,
+                )
+            ],
+        )
+        return StateSnapshot(snapshot_id, state_id, at, reason, checksum, state, label, execution_id)
+
+    def get(self, snapshot_id: int) -> StateSnapshot:
+        """One snapshot; NotFound naming the id."""
+        row = self.connection.execute(
+            sa.select(state_snapshots).where(state_snapshots.c.id == snapshot_id)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no snapshot {snapshot_id}")
+        return _snapshot(row)
+
+    def latest(self, state_id: str) -> StateSnapshot | None:
+        """The newest snapshot of a state id."""
+        row = self.connection.execute(
+            sa.select(state_snapshots)
+            .where(state_snapshots.c.state_id == state_id)
+            .order_by(state_snapshots.c.taken_at.desc(), state_snapshots.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+        return _snapshot(row) if row else None
+
+    def latest_checksums(self, state_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """The newest snapshot's checksum per state id (all state ids, or those given)."""
+        query = (
+            sa.select(state_snapshots.c.state_id, state_snapshots.c.checksum)
+            .distinct(state_snapshots.c.state_id)
+            .order_by(
+                state_snapshots.c.state_id,
+                state_snapshots.c.taken_at.desc(),
+                state_snapshots.c.id.desc(),
+            )
+        )
+        if state_ids is not None:
+            query = query.where(state_snapshots.c.state_id.in_(list(state_ids)))
+        return {state_id: checksum for state_id, checksum in self.connection.execute(query)}
+
+    def list(
+        self,
+        state_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+    ) -> list[StateSnapshot]:
+        """Snapshots, newest first."""
+        query = sa.select(state_snapshots).order_by(
+            state_snapshots.c.taken_at.desc(), state_snapshots.c.id.desc()
+        )
+        if state_id:
+            query = query.where(state_snapshots.c.state_id == state_id)
+        if since:
+            query = query.where(state_snapshots.c.taken_at >= since)
+        if label:
+            query = query.where(state_snapshots.c.label == label)
+        if limit:
+            query = query.limit(limit)
+        return [_snapshot(row) for row in self.connection.execute(query)]
+
+    def delete(self, snapshot_ids: Sequence[int]) -> int:
+        """Remove snapshots by id; how many went."""
+        if not snapshot_ids:
+            return 0
+        result = self.connection.execute(
+            state_snapshots.delete().where(state_snapshots.c.id.in_(list(snapshot_ids)))
+        )
+        return int(result.rowcount)

@@ -1,0 +1,84 @@
+"""SQLAlchemy Core tables of the store (the ``flx`` schema); migrations create them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "flx"
+metadata = sa.MetaData(schema=SCHEMA)
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("environment", sa.Text, nullable=False),
+    sa.Column("extractor", sa.Text, nullable=False),
+    sa.Column("loader", sa.Text, nullable=False),
+    sa.Column("definition", JSONB, nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("pipeline_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("streams", JSONB, nullable=False),
+    sa.Column("full_refresh", sa.Boolean, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("failed_plugin", sa.Text),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.Column("state_before", JSONB),
+    sa.Column("state_after", JSONB),
+    sa.Column("warnings", JSONB, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+stream_results = sa.Table(
+    "stream_results",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.Text,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("stream", sa.Text, primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("duration_seconds", sa.Float),
+    sa.Column("bookmark", JSONB),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+state_snapshots = sa.Table(
+    "state_snapshots",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("state_id", sa.Text, nullable=False),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("label", sa.Text),
+    sa.Column("checksum", sa.Text, nullable=False),
+    sa.Column("state", JSONB, nullable=False),
+    sa.Column("execution_id", sa.Text),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("stream_id", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.UniqueConstraint("stream_id", "version", name="events_stream_version"),
+)
