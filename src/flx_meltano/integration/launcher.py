@@ -1,0 +1,201 @@
+"""Launch ``meltano run`` as a subprocess (no shell) and stream its typed events as they arrive."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flx_meltano.integration.errors import LaunchError
+from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
+from flx_meltano.integration.run_events import RunEvent, parse_line
+
+STATE_STRATEGIES = ("auto", "merge", "overwrite")
+
+
+def select_env_var(extractor: str) -> str:
+    """Meltano's environment variable for an extractor's ``select`` extra."""
+    return f"{extractor.upper().replace('-', '_')}__SELECT"
+
+
+def stream_selection(streams: Sequence[str]) -> str:
+    """The ``select`` override for exactly these streams (all their properties)."""
+    return json.dumps([f"{stream}.*" for stream in streams])
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to start one ``meltano run``.
+
+    Attributes:
+        blocks: the block names, e.g. ``["tap-x", "target-y"]`` or ``["my-job"]``.
+        run_id: Meltano's run id (a UUID); flx uses the execution id.
+        select: per extractor, the streams to run (overrides its ``select`` rules).
+        timeout_seconds: cancel the run after this long (None: never).
+    """
+
+    project_dir: Path
+    environment: str
+    blocks: tuple[str, ...]
+    run_id: str
+    meltano_executable: str = "meltano"
+    select: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    full_refresh: bool = False
+    state_strategy: str | None = None
+    force: bool = False
+    timeout_seconds: float | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def argv(self) -> list[str]:
+        """The command line (no shell ever sees it)."""
+        args = [
+            resolve_executable(self.meltano_executable),
+            "--log-format=json",
+            f"--environment={self.environment}",
+            "run",
+            f"--run-id={self.run_id}",
+        ]
+        if self.full_refresh:
+            args.append("--full-refresh")
+        if self.state_strategy:
+            if self.state_strategy not in STATE_STRATEGIES:
+                raise LaunchError(
+                    f"state strategy {self.state_strategy!r} is not one of {', '.join(STATE_STRATEGIES)}"
+                )
+            args.append(f"--state-strategy={self.state_strategy}")
+        if self.force:
+            args.append("--force")
+        return [*args, *self.blocks]
+
+    def environ(self) -> dict[str, str]:
+        """The process environment: ours, the caller's overrides, and the stream selection."""
+        extra = dict(self.env)
+        for extractor, streams in self.select.items():
+            extra[select_env_var(extractor)] = stream_selection(streams)
+        return meltano_env(extra)
+
+
+class MeltanoRun:
+    """One running ``meltano run``; iterate ``events()`` while it runs, ``cancel()`` to stop it.
+
+    The process leads its own process group, so cancelling signals meltano and every tap, mapper
+    and target it started, and nothing else.
+    """
+
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+        self._process: subprocess.Popen[str] | None = None
+        self.cancelled = False
+        self.timed_out = False
+        self._timer: threading.Timer | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The meltano process id once started."""
+        return self._process.pid if self._process else None
+
+    def start(self) -> MeltanoRun:
+        """Start meltano; LaunchError when it cannot be started."""
+        argv = self.request.argv()
+        try:
+            self._process = subprocess.Popen(
+                argv,
+                cwd=self.request.project_dir,
+                env=self.request.environ(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"could not start {argv[0]}: {exc}") from exc
+        if self.request.timeout_seconds:
+            self._timer = threading.Timer(self.request.timeout_seconds, self._time_out)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.cancel()
+
+    def events(self) -> Iterator[RunEvent]:
+        """Typed events, as lines arrive, until meltano exits."""
+        if self._process is None:
+            self.start()
+        assert self._process is not None
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            event = parse_line(line)
+            if event is not None:
+                yield event
+        self._process.wait()
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def wait(self) -> int:
+        """Wait for meltano to exit; its exit code."""
+        assert self._process is not None
+        return self._process.wait()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once meltano has exited."""
+        return self._process.returncode if self._process else None
+
+    def cancel(self, grace_seconds: float = 5.0) -> None:
+        """Stop meltano and every process it started: SIGTERM to the group, SIGKILL after grace."""
+        process = self._process
+        if process is None or (process.poll() is not None and not _group_alive(process.pid)):
+            return
+        self.cancelled = True
+        _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None and not _group_alive(process.pid):
+                return
+            time.sleep(0.05)
+        _signal_group(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_seconds)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Pids still in a process group (Linux /proc), for tests and the crash reconciler."""
+    members: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 5 of /proc/<pid>/stat is the process group; the command may contain spaces.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
