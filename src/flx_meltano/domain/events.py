@@ -84,6 +84,8 @@ class ExecutionStarted(ExecutionEvent):
     full_refresh: bool = False
     dagster_run_id: str | None = None
     state_before: Mapping[str, Any] | None = None
+    runner_host: str | None = None
+    runner_pid: int | None = None
 
 
 @dataclass(frozen=True)

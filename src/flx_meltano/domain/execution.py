@@ -45,6 +45,8 @@ class PipelineExecution:
     streams: tuple[str, ...] = ()
     full_refresh: bool = False
     dagster_run_id: str | None = None
+    runner_host: str | None = None
+    runner_pid: int | None = None
     state_before: Mapping[str, Any] | None = None
     state_after: Mapping[str, Any] | None = None
     error: str | None = None
@@ -67,6 +69,8 @@ class PipelineExecution:
         full_refresh: bool = False,
         dagster_run_id: str | None = None,
         state_before: Mapping[str, Any] | None = None,
+        runner_host: str | None = None,
+        runner_pid: int | None = None,
     ) -> PipelineExecution:
         """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
         execution = cls(id=execution_id)
@@ -80,6 +84,8 @@ class PipelineExecution:
                 full_refresh=full_refresh,
                 dagster_run_id=dagster_run_id,
                 state_before=state_before,
+                runner_host=runner_host,
+                runner_pid=runner_pid,
             )
         )
         return execution
@@ -193,6 +199,8 @@ class PipelineExecution:
             self.full_refresh = event.full_refresh
             self.dagster_run_id = event.dagster_run_id
             self.state_before = event.state_before
+            self.runner_host = event.runner_host
+            self.runner_pid = event.runner_pid
         elif isinstance(event, StreamSynced):
             self.results[event.stream] = StreamResult(
                 stream=event.stream,

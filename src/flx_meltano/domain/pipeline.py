@@ -45,6 +45,8 @@ class Pipeline:
         force: bool = False,
         dagster_run_id: str | None = None,
         state_before: Mapping[str, Any] | None = None,
+        runner_host: str | None = None,
+        runner_pid: int | None = None,
     ) -> PipelineExecution:
         """Open a RUNNING execution; ExecutionAlreadyRunning unless none is active or ``force``."""
         running = [e for e in self.active if e.status.is_active]
@@ -71,6 +73,8 @@ class Pipeline:
             full_refresh=full_refresh,
             dagster_run_id=dagster_run_id,
             state_before=state_before,
+            runner_host=runner_host,
+            runner_pid=runner_pid,
         )
         self.active.append(execution)
         return execution

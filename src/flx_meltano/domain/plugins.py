@@ -57,8 +57,8 @@ class Plugin:
 
     @property
     def is_custom(self) -> bool:
-        """True when the definition is complete without Meltano Hub."""
-        return bool(self.namespace) and (bool(self.pip_url) or self.inherit_from is not None)
+        """True when Meltano can use the definition without Meltano Hub (it has a namespace)."""
+        return bool(self.namespace)
 
     @property
     def secret_setting_names(self) -> frozenset[str]:

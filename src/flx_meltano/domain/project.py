@@ -82,8 +82,10 @@ class Schedule:
     source: Source | None = None
 
     @property
-    def cron(self) -> str:
-        """The interval as a five-field cron expression."""
+    def cron(self) -> str | None:
+        """The interval as a five-field cron expression (None for @once/@manual/@none)."""
+        if self.interval in UNSCHEDULED_INTERVALS:
+            return None
         return CRON_ALIASES.get(self.interval, self.interval)
 
 
@@ -96,6 +98,9 @@ CRON_ALIASES: Mapping[str, str] = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
+
+# Meltano accepts these but never runs them on a clock.
+UNSCHEDULED_INTERVALS = ("@once", "@manual", "@none")
 
 
 def select_rule_matches(rule: str, stream: str) -> bool:

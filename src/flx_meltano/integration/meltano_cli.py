@@ -70,5 +70,18 @@ def needs_install(plugin: Plugin) -> bool:
 
 
 def is_installed(project_dir: Path, plugin: Plugin) -> bool:
-    """Whether ``meltano install`` has installed the plugin in this project."""
-    return not needs_install(plugin) or plugin_executable_path(project_dir, plugin).exists()
+    """Whether ``meltano install`` has installed the plugin in this project.
+
+    An inheriting plugin with its parent's pip_url shares the parent's virtual environment.
+    """
+    if not needs_install(plugin):
+        return True
+    if plugin_executable_path(project_dir, plugin).exists():
+        return True
+    if plugin.inherit_from:
+        executable = plugin.executable or plugin.inherit_from
+        shared = (
+            project_dir / ".meltano" / plugin.type.value / plugin.inherit_from / "venv" / "bin" / executable
+        )
+        return shared.exists()
+    return False

@@ -10,12 +10,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from meltano.core.schedule import is_valid_cron
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from flx_meltano.domain.plugins import Plugin, PluginType, Setting
 from flx_meltano.domain.project import (
+    CRON_ALIASES,
+    UNSCHEDULED_INTERVALS,
     Block,
     Command,
     ExtractLoad,
@@ -152,7 +155,12 @@ def _plugin(entry: _Located, kind: PluginType, overrides: Mapping[str, Any]) -> 
         }
     }
     extras = _deep_merge(extras, {k: v for k, v in overrides.items() if k not in {"config", "select"}})
-    mappings = tuple(str(m.node.get("name")) for m in _as_list(entry, "mappings"))
+    mappings: list[str] = []
+    for mapping in _as_list(entry, "mappings"):
+        mapping_name = mapping.node.get("name")
+        if not isinstance(mapping_name, str) or not mapping_name:
+            raise mapping.error(f"a mapping of {name!r} needs a 'name'")
+        mappings.append(mapping_name)
     commands = node.get("commands") or {}
     return Plugin(
         name=name,
@@ -167,7 +175,7 @@ def _plugin(entry: _Located, kind: PluginType, overrides: Mapping[str, Any]) -> 
         config=config,
         select=tuple(select),
         extras=extras,
-        mappings=mappings,
+        mappings=tuple(mappings),
         commands=tuple(str(c) for c in commands),
     )
 
@@ -193,7 +201,8 @@ def _resolve_inheritance(plugins: list[Plugin], sources: Mapping[str, Source]) -
             Plugin(
                 name=plugin.name,
                 type=plugin.type,
-                namespace=plugin.namespace or parent.namespace,
+                # Meltano gives an inheriting plugin its own namespace (and so its own load schema).
+                namespace=plugin.namespace or plugin.name.replace("-", "_"),
                 variant=plugin.variant or parent.variant,
                 pip_url=plugin.pip_url or parent.pip_url,
                 executable=plugin.executable or parent.executable or parent.name,
@@ -278,9 +287,13 @@ def _jobs(entries: list[_Located], plugins: list[Plugin]) -> tuple[tuple[Job, ..
         if name in built:
             return built[name]
         if name in stack:
-            raise by_name[name].error(f"job {name!r} refers to itself through {' -> '.join(stack)}")
+            cycle = " -> ".join((*stack[stack.index(name) :], name))
+            raise by_name[name].error(f"job {name!r} refers to itself: {cycle}")
         entry = by_name[name]
         raw_tasks = entry.node.get("tasks")
+        if isinstance(raw_tasks, str):  # Meltano accepts one string for a one-task job
+            raw_tasks = CommentedSeq([raw_tasks])
+            raw_tasks._yaml_set_line_col(entry.line_of("tasks") - 1, 0)
         if not isinstance(raw_tasks, list) or not raw_tasks:
             raise entry.error(f"job {name!r} needs a non-empty 'tasks' list", "tasks")
         tasks_where = _Located(raw_tasks, entry.file)
@@ -325,8 +338,16 @@ def _schedules(entries: list[_Located], jobs: tuple[Job, ...], plugins: list[Plu
         if not isinstance(interval, str) or not interval.strip():
             raise entry.error(f"schedule {name!r} needs an 'interval' (cron or @hourly/@daily/...)")
         interval = interval.strip()
-        if not interval.startswith("@") and len(interval.split()) != 5:
-            raise entry.error(f"schedule {name!r}: {interval!r} is not a 5-field cron expression", "interval")
+        if interval.startswith("@"):
+            if interval not in CRON_ALIASES and interval not in UNSCHEDULED_INTERVALS:
+                known = ", ".join([*CRON_ALIASES, *UNSCHEDULED_INTERVALS])
+                raise entry.error(
+                    f"schedule {name!r}: unknown interval {interval!r} (one of {known})", "interval"
+                )
+        elif len(interval.split()) != 5 or not is_valid_cron(interval):
+            raise entry.error(
+                f"schedule {name!r}: {interval!r} is not a valid 5-field cron expression", "interval"
+            )
         job = node.get("job")
         extract_load: ExtractLoad | None = None
         if job is not None:

@@ -35,6 +35,8 @@ executions = sa.Table(
     sa.Column("failed_plugin", sa.Text),
     sa.Column("exit_code", sa.Integer),
     sa.Column("dagster_run_id", sa.Text),
+    sa.Column("runner_host", sa.Text),
+    sa.Column("runner_pid", sa.Integer),
     sa.Column("state_before", JSONB),
     sa.Column("state_after", JSONB),
     sa.Column("warnings", JSONB, nullable=False),

@@ -42,6 +42,8 @@ def upgrade() -> None:
         sa.Column("failed_plugin", sa.Text),
         sa.Column("exit_code", sa.Integer),
         sa.Column("dagster_run_id", sa.Text),
+        sa.Column("runner_host", sa.Text),
+        sa.Column("runner_pid", sa.Integer),
         sa.Column("state_before", JSONB),
         sa.Column("state_after", JSONB),
         sa.Column("warnings", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),

@@ -1,0 +1,96 @@
+"""Resolve what to run: every pipeline of the project, and a job, state id or pair into steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flx_meltano.domain.pipeline import Pipeline
+from flx_meltano.domain.plugins import PluginType
+from flx_meltano.domain.project import Command, ExtractLoad, PipelineDefinition, ProjectModel
+from flx_meltano.integration.catalog import streams_for
+
+
+class UnknownTarget(LookupError):
+    """Nothing in meltano.yml is called that."""
+
+
+def definition_for(project: ProjectModel, block: ExtractLoad, environment: str) -> PipelineDefinition:
+    """The pipeline of one extract-load block, with the streams its select rules choose."""
+    extractor = project.plugin(block.extractor, PluginType.EXTRACTOR)
+    loader = project.plugin(block.loader, PluginType.LOADER)
+    mappers = tuple(
+        plugin
+        for name in block.mappers
+        for plugin in project.plugins
+        if plugin.name == name or name in plugin.mappings
+    )
+    jobs = tuple(
+        job.name for job in project.jobs for task in job.tasks for b in task.extract_loads if b == block
+    )
+    return PipelineDefinition(
+        state_id=block.state_id(environment),
+        extractor=extractor,
+        loader=loader,
+        mappers=mappers,
+        streams=streams_for(project, extractor),
+        jobs=jobs,
+    )
+
+
+def all_pipelines(project: ProjectModel, environment: str | None = None) -> list[PipelineDefinition]:
+    """Every extract-load pipeline named by a job or schedule, in file order."""
+    env = environment or project.environment
+    return [definition_for(project, block, env) for block in project.extract_loads()]
+
+
+def aggregate(definition: PipelineDefinition) -> Pipeline:
+    """A fresh Pipeline aggregate for a definition (the repository adds its active executions)."""
+    return Pipeline(
+        state_id=definition.state_id,
+        extractor=definition.extractor.name,
+        loader=definition.loader.name,
+        mappers=tuple(m.name for m in definition.mappers),
+        streams=definition.streams,
+    )
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to run: an extract-load pipeline, or a command block such as ``dbt-postgres:run``."""
+
+    pipeline: PipelineDefinition | None = None
+    command: Command | None = None
+
+    def __str__(self) -> str:
+        if self.pipeline is not None:
+            return self.pipeline.id
+        return str(self.command)
+
+
+def resolve(project: ProjectModel, target: str, environment: str | None = None) -> list[Step]:
+    """A job name, a pipeline (state id, ``tap-to-target`` or ``tap target``) as steps to run."""
+    env = environment or project.environment
+    names = {job.name for job in project.jobs}
+    if target in names:
+        steps: list[Step] = []
+        for task in project.job(target).tasks:
+            for block in task.blocks:
+                if isinstance(block, ExtractLoad):
+                    steps.append(Step(pipeline=definition_for(project, block, env)))
+                else:
+                    steps.append(Step(command=block))
+        return steps
+    for definition in all_pipelines(project, env):
+        short = f"{definition.extractor.name}-to-{definition.loader.name}"
+        spaced = f"{definition.extractor.name} {definition.loader.name}"
+        if target in (definition.id, short, spaced):
+            return [Step(pipeline=definition)]
+    parts = target.split()
+    if len(parts) == 2:
+        block = ExtractLoad(parts[0], parts[1])
+        try:
+            return [Step(pipeline=definition_for(project, block, env))]
+        except KeyError:
+            pass
+    known = sorted(names) + [d.id for d in all_pipelines(project, env)]
+    raise UnknownTarget(f"no job or pipeline {target!r} in meltano.yml; known: {', '.join(known)}")

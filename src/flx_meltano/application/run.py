@@ -1,0 +1,300 @@
+"""Run pipelines and jobs: open an execution, snapshot state, launch meltano, record what happens."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from flx_meltano.application.context import AppContext
+from flx_meltano.application.pipelines import Step, aggregate, resolve
+from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.state import SingerState
+from flx_meltano.domain.values import Trigger
+from flx_meltano.integration.launcher import MeltanoRun, RunRequest
+from flx_meltano.integration.processes import this_host, this_pid
+from flx_meltano.integration.run_events import BlockCompleted, LogRecord
+from flx_meltano.integration.translator import ExecutionTracker, StreamConfirmed, StreamProgress
+
+
+class RunObserver(Protocol):
+    """Who wants to hear about a run while it happens (the CLI's progress, Dagster's event log)."""
+
+    def on_log(self, level: str, plugin: str | None, message: str) -> None:
+        """A log line from meltano or one of its plugins."""
+
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
+        """Records seen so far for a stream."""
+
+    def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
+        """A stream was confirmed by the loader (or failed)."""
+
+    def on_execution(self, execution: PipelineExecution) -> None:
+        """An execution started or finished (look at its status)."""
+
+
+class SilentObserver:
+    """An observer that ignores everything."""
+
+    def on_log(self, level: str, plugin: str | None, message: str) -> None:
+        """Ignore."""
+
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
+        """Ignore."""
+
+    def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
+        """Ignore."""
+
+    def on_execution(self, execution: PipelineExecution) -> None:
+        """Ignore."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run.
+
+    Attributes:
+        streams: only these streams (None: the pipeline's selected streams).
+        force: start even if an execution of the same state id is RUNNING.
+        env: extra environment for meltano (e.g. plugin settings as env vars).
+    """
+
+    streams: tuple[str, ...] | None = None
+    trigger: Trigger = Trigger.CLI
+    full_refresh: bool = False
+    state_strategy: str | None = None
+    force: bool = False
+    timeout_seconds: float | None = None
+    dagster_run_id: str | None = None
+    execution_id: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class CommandFailed(RuntimeError):
+    """A command block (e.g. ``dbt-postgres:run``) failed."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _state(ctx: AppContext, definition: PipelineDefinition) -> SingerState | None:
+    return ctx.state_store.get(definition.state_id)
+
+
+def open_execution(
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions
+) -> tuple[PipelineExecution, SingerState | None]:
+    """Start a RUNNING execution (guarded per state id) with a pre-run snapshot; commit it."""
+    state_before = _state(ctx, definition)
+    with ctx.unit_of_work() as uow:
+        pipeline = uow.pipelines.lock(aggregate(definition))
+        execution = pipeline.start_execution(
+            options.execution_id or str(uuid.uuid4()),
+            at=_now(),
+            trigger=options.trigger,
+            streams=options.streams,
+            full_refresh=options.full_refresh,
+            force=options.force,
+            dagster_run_id=options.dagster_run_id,
+            state_before=state_before.payload() if state_before else None,
+            runner_host=this_host(),
+            runner_pid=this_pid(),
+        )
+        uow.executions.save(execution)
+        if state_before is not None:
+            snapshot_if_changed(uow, definition.id, state_before, SnapshotReason.PRE_RUN, execution.id)
+        uow.commit()
+    return execution, state_before
+
+
+def run_pipeline(
+    ctx: AppContext,
+    definition: PipelineDefinition,
+    options: RunOptions | None = None,
+    observer: RunObserver | None = None,
+) -> PipelineExecution:
+    """Run one extract-load pipeline to the end and return its closed execution.
+
+    Cancelling (KeyboardInterrupt, SIGTERM turned into an exception, Dagster's interrupt) stops
+    meltano and every process it started, records CANCELLED, and re-raises.
+    """
+    options = options or RunOptions()
+    observer = observer or SilentObserver()
+    execution, state_before = open_execution(ctx, definition, options)
+    observer.on_execution(execution)
+    streams = execution.streams
+    select = {definition.extractor.name: streams} if options.streams is not None else {}
+    run = MeltanoRun(
+        RunRequest(
+            project_dir=ctx.settings.project_dir,
+            environment=definition.state_id.environment,
+            blocks=(
+                definition.extractor.name,
+                *(m.name for m in definition.mappers),
+                definition.loader.name,
+            ),
+            run_id=execution.id,
+            meltano_executable=ctx.settings.meltano_executable,
+            select=select,
+            full_refresh=options.full_refresh,
+            state_strategy=options.state_strategy,
+            # flx already guarantees one execution per state id; Meltano's own lock would
+            # refuse a run that a crashed predecessor left behind.
+            force=True,
+            timeout_seconds=options.timeout_seconds,
+            env={**ctx.run_env, **options.env},
+        )
+    )
+    tracker = ExecutionTracker(
+        extractor=definition.extractor.name,
+        loader=definition.loader.name,
+        mappers=tuple(m.name for m in definition.mappers),
+        read_state=lambda: _state(ctx, definition),
+        expected_streams=streams,
+    )
+    try:
+        with ctx.unit_of_work() as uow:
+            for event in run.start().events():
+                if isinstance(event, LogRecord):
+                    observer.on_log(event.level, event.plugin, event.message)
+                elif isinstance(event, BlockCompleted) and not event.success:
+                    observer.on_log("error", None, f"block failed: {event.error}")
+                for note in tracker.feed(event):
+                    if isinstance(note, StreamProgress):
+                        observer.on_progress(definition.id, note.stream, note.extracted, note.loaded)
+                    elif isinstance(note, StreamConfirmed):
+                        execution.record_stream(note.result, at=_now())
+                        uow.executions.save(execution)
+                        uow.commit()
+                        observer.on_stream(execution, note.result)
+    except BaseException:
+        run.cancel()
+        _close(ctx, definition, execution, tracker, state_before, options, cancelled=True)
+        observer.on_execution(execution)
+        raise
+    _close(
+        ctx,
+        definition,
+        execution,
+        tracker,
+        state_before,
+        options,
+        cancelled=run.cancelled and not run.timed_out,
+        timed_out=run.timed_out,
+        exit_code=run.returncode,
+    )
+    observer.on_execution(execution)
+    return execution
+
+
+def _close(
+    ctx: AppContext,
+    definition: PipelineDefinition,
+    execution: PipelineExecution,
+    tracker: ExecutionTracker,
+    state_before: SingerState | None,
+    options: RunOptions,
+    *,
+    cancelled: bool,
+    timed_out: bool = False,
+    exit_code: int | None = None,
+) -> None:
+    """Record unconfirmed streams, the new state, the outcome and a post-run snapshot at once."""
+    state_after = _state(ctx, definition)
+    outcome = tracker.outcome
+    succeeded = outcome is not None and outcome.success and not cancelled and not timed_out
+    warnings = regression_warnings(state_before, state_after, full_refresh=options.full_refresh)
+    now = _now()
+    with ctx.unit_of_work() as uow:
+        if not succeeded:
+            for result in tracker.unconfirmed_results():
+                execution.record_stream(result, at=now)
+        payload = state_after.payload() if state_after else None
+        if cancelled:
+            execution.cancel(
+                at=now, reason="cancelled; meltano and its plugins were stopped", state_after=payload
+            )
+        elif succeeded:
+            execution.succeed(at=now, state_after=payload, warnings=warnings)
+        else:
+            if timed_out:
+                error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
+            elif outcome is not None and outcome.error:
+                error = outcome.error
+            else:
+                error = f"meltano exited with code {exit_code} without reporting the block's result"
+            execution.fail(
+                error,
+                at=now,
+                failed_plugin=outcome.failed_plugin if outcome else None,
+                exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
+                state_after=payload,
+                warnings=warnings,
+            )
+        uow.executions.save(execution)
+        if state_after is not None:
+            snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
+        uow.commit()
+
+
+def run_command(
+    ctx: AppContext, command: Command, options: RunOptions | None = None, observer: RunObserver | None = None
+) -> None:
+    """Run a command block (e.g. ``dbt-postgres:run``) through ``meltano run``; CommandFailed if it fails."""
+    options = options or RunOptions()
+    observer = observer or SilentObserver()
+    run = MeltanoRun(
+        RunRequest(
+            project_dir=ctx.settings.project_dir,
+            environment=ctx.environment,
+            blocks=(str(command),),
+            run_id=str(uuid.uuid4()),
+            meltano_executable=ctx.settings.meltano_executable,
+            timeout_seconds=options.timeout_seconds,
+            env={**ctx.run_env, **options.env},
+        )
+    )
+    failure: str | None = None
+    try:
+        for event in run.start().events():
+            if isinstance(event, LogRecord):
+                observer.on_log(event.level, event.plugin, event.message)
+            elif isinstance(event, BlockCompleted) and not event.success:
+                failure = event.error or "failed"
+    except BaseException:
+        run.cancel()
+        raise
+    if failure or run.returncode:
+        raise CommandFailed(f"{command} failed: {failure or f'exit code {run.returncode}'}")
+
+
+def run_steps(
+    ctx: AppContext,
+    steps: Sequence[Step],
+    options: RunOptions | None = None,
+    observer: RunObserver | None = None,
+) -> list[PipelineExecution]:
+    """Run steps in order, stopping at the first failure (as ``meltano run`` does)."""
+    executions: list[PipelineExecution] = []
+    for step in steps:
+        if step.pipeline is not None:
+            execution = run_pipeline(ctx, step.pipeline, options, observer)
+            executions.append(execution)
+            if execution.status.value != "SUCCEEDED":
+                break
+        elif step.command is not None:
+            run_command(ctx, step.command, options, observer)
+    return executions
+
+
+def run(
+    ctx: AppContext, target: str, options: RunOptions | None = None, observer: RunObserver | None = None
+) -> list[PipelineExecution]:
+    """Run a job, or one pipeline, by name (see ``pipelines.resolve``)."""
+    return run_steps(ctx, resolve(ctx.project, target, ctx.environment), options, observer)

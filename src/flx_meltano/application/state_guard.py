@@ -1,0 +1,45 @@
+"""Guard Singer state: snapshot only what changed, flag runs that wiped or rewound bookmarks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
+from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
+
+
+def snapshot_if_changed(
+    uow: SqlUnitOfWork,
+    state_id: str,
+    state: SingerState,
+    reason: SnapshotReason,
+    execution_id: str | None = None,
+    label: str | None = None,
+) -> StateSnapshot | None:
+    """Store a snapshot unless the newest one of ``state_id`` has the same checksum."""
+    latest = uow.snapshots.latest_checksums([state_id]).get(state_id)
+    if latest == state.checksum:
+        return None
+    return uow.snapshots.add(
+        state_id, state, reason=reason, at=datetime.now(UTC), label=label, execution_id=execution_id
+    )
+
+
+def regression_warnings(
+    before: SingerState | None, after: SingerState | None, *, full_refresh: bool
+) -> list[str]:
+    """Why the new state looks like a regression (empty, or a bookmark moved backward)."""
+    if full_refresh or before is None or before.is_empty:
+        return []
+    if after is None or after.is_empty:
+        return [
+            f"state regression: the new state has no bookmarks (before: {len(before.bookmarks)} streams); "
+            "restore_previous() puts the last good state back"
+        ]
+    return [
+        f"state regression: bookmark of {d.stream} moved backward "
+        f"({before.bookmark_value(d.stream)} -> {after.bookmark_value(d.stream)})"
+        for d in diff_states(before, after)
+        if d.change is BookmarkChange.BACKWARD
+    ]

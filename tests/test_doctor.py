@@ -1,0 +1,334 @@
+"""Tests of ``flx-meltano doctor`` (as real subprocesses) and of application.doctor's checks.
+
+Every subprocess gets FLX_DATABASE_URL, so no embedded PostgreSQL server is ever started here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from flx_meltano.application.doctor import Check, check_database, check_meltano, check_project
+from flx_meltano.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+FLX = REPO / ".venv" / "bin" / "flx-meltano"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "projects"
+
+# The PostgreSQL server of the test environment (trust authentication).
+TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# Nothing listens on port 1; the password must never be shown.
+UNREACHABLE_URL = "postgresql://postgres:s3cret@127.0.0.1:1/nowhere"
+
+
+def doctor_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any FLX_* or colour settings, plus ``extra``."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("FLX_") and key not in {"FORCE_COLOR", "TTY_COMPATIBLE"}
+    }
+    env.update(
+        MELTANO_CLI_DISABLE_VERSION_CHECK="true",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        NO_COLOR="1",
+        COLUMNS="200",
+    )
+    env.update(extra)
+    return env
+
+
+def flx(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FLX), *args],
+        cwd=cwd,
+        env=doctor_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def copy_fixture(name: str, destination: Path) -> Path:
+    project = destination / name
+    shutil.copytree(FIXTURES / name, project)
+    return project
+
+
+def fixture_line(name: str, needle: str) -> int:
+    lines = (FIXTURES / name / "meltano.yml").read_text().splitlines()
+    found = [number for number, line in enumerate(lines, 1) if needle in line]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def has_line(output: str, pattern: str) -> bool:
+    return re.search(pattern, output, flags=re.MULTILINE) is not None
+
+
+@pytest.fixture
+def clean_flx_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FLX_* variable of the calling shell leaks into Settings()."""
+    for key in list(os.environ):
+        if key.startswith("FLX_"):
+            monkeypatch.delenv(key)
+
+
+def settings_for(project_dir: Path, **values: object) -> Settings:
+    return Settings(project_dir=project_dir, environment=None, **values)
+
+
+# --- the CLI, as a subprocess ------------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = flx("--version", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"flx-meltano {version('flx-meltano')}"
+    assert version("flx-meltano") == "0.1.0"
+
+
+def test_broken_meltano_yml_names_the_line(tmp_path: Path) -> None:
+    project = copy_fixture("broken_indent", tmp_path)
+    result = flx("doctor", cwd=project, FLX_DATABASE_URL=TEST_DATABASE_URL)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert has_line(result.stdout, r"^FAIL meltano\.yml: meltano\.yml:10: invalid YAML: ")
+    assert has_line(result.stdout, r"^ +fix: fix the file at the line named$")
+    assert "Traceback" not in result.stderr
+
+
+def test_project_dir_from_environment_and_json_on_a_broken_project(tmp_path: Path) -> None:
+    project = copy_fixture("broken_indent", tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = flx(
+        "doctor",
+        "--json",
+        cwd=elsewhere,
+        FLX_PROJECT_DIR=str(project),
+        FLX_DATABASE_URL=TEST_DATABASE_URL,
+    )
+    assert result.returncode == 1, result.stderr
+    checks = {check["name"]: check for check in json.loads(result.stdout)}
+    assert checks["meltano.yml"]["ok"] is False
+    assert checks["meltano.yml"]["detail"].startswith("meltano.yml:10: invalid YAML")
+    assert checks["meltano.yml"]["fix"] == "fix the file at the line named"
+    # With meltano.yml unreadable there is nothing to say about plugins.
+    assert not any(name.startswith("plugin ") for name in checks)
+
+
+@pytest.fixture(scope="module")
+def uninstalled_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+    project = copy_fixture("uninstalled", tmp_path_factory.mktemp("doctor"))
+    assert not (project / ".meltano").exists()
+    return flx("doctor", cwd=project, FLX_DATABASE_URL=TEST_DATABASE_URL)
+
+
+def test_uninstalled_plugins_are_named_with_their_install_command(
+    uninstalled_run: subprocess.CompletedProcess[str],
+) -> None:
+    out = uninstalled_run.stdout
+    assert uninstalled_run.returncode == 1, out + uninstalled_run.stderr
+    assert has_line(out, r"^ok +meltano\.yml: 3 plugins, 1 jobs, 0 schedules; environment dev$")
+    assert has_line(
+        out,
+        r"^FAIL plugin tap-custom: not installed "
+        r"\(\.meltano/extractors/tap-custom/venv/bin/tap-custom is missing\)$",
+    )
+    assert has_line(out, r"^ +fix: meltano install extractor tap-custom$")
+    assert has_line(
+        out,
+        r"^FAIL plugin target-custom: not installed "
+        r"\(\.meltano/loaders/target-custom/venv/bin/target-custom is missing\)$",
+    )
+    assert has_line(out, r"^ +fix: meltano install loader target-custom$")
+    assert has_line(out, r"^\d+ ok, \d+ to fix$")
+
+
+def test_plugin_without_custom_definition_needs_meltano_hub(
+    uninstalled_run: subprocess.CompletedProcess[str],
+) -> None:
+    line = fixture_line("uninstalled", "name: tap-github")
+    assert has_line(
+        uninstalled_run.stdout,
+        rf"^FAIL plugin tap-github: meltano\.yml:{line}: no namespace/pip_url, "
+        r"so Meltano would look it up on Meltano Hub$",
+    )
+    assert has_line(
+        uninstalled_run.stdout,
+        r"^ +fix: give the plugin a custom definition \(namespace, pip_url, executable, "
+        r"capabilities\)$",
+    )
+    assert "meltano install extractor tap-github" not in uninstalled_run.stdout
+
+
+def test_unreachable_database_is_reported_without_its_password(tmp_path: Path) -> None:
+    project = copy_fixture("uninstalled", tmp_path)
+    result = flx("doctor", cwd=project, FLX_DATABASE_URL=UNREACHABLE_URL)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert has_line(
+        result.stdout,
+        r"^FAIL database: cannot reach postgresql\+psycopg://postgres:\*\*\*@127\.0\.0\.1:1/nowhere "
+        r"\(FLX_DATABASE_URL\): ",
+    )
+    assert has_line(
+        result.stdout,
+        r"^ +fix: start that PostgreSQL server, correct FLX_DATABASE_URL, or unset it",
+    )
+    assert "s3cret" not in output
+    # An unreachable store has no schema to check.
+    assert "database schema" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_healthy_setup_meltano_and_database_are_ok() -> None:
+    result = flx("doctor", cwd=REPO, FLX_DATABASE_URL=TEST_DATABASE_URL)
+    out = result.stdout
+    assert has_line(out, r"^ok +meltano executable: meltano, version \d+\.\d+"), out + result.stderr
+    assert has_line(out, r"^ok +meltano\.yml: \d+ plugins, \d+ jobs, \d+ schedules; environment dev$")
+    assert has_line(
+        out,
+        r"^ok +database: postgresql\+psycopg://postgres@127\.0\.0\.1:5432/test \(FLX_DATABASE_URL\)$",
+    )
+    assert result.returncode in (0, 1)
+    assert (result.returncode == 0) == has_line(out, r"^all \d+ checks ok$")
+
+
+def test_json_output_is_parseable() -> None:
+    result = flx("doctor", "--json", cwd=REPO, FLX_DATABASE_URL=TEST_DATABASE_URL)
+    checks = json.loads(result.stdout)
+    assert isinstance(checks, list)
+    assert checks
+    for check in checks:
+        assert set(check) == {"name", "ok", "detail", "fix"}
+        assert isinstance(check["name"], str)
+        assert isinstance(check["ok"], bool)
+        assert isinstance(check["detail"], str)
+        assert check["fix"] is None or isinstance(check["fix"], str)
+        if not check["ok"]:
+            assert check["fix"], check
+    names = [check["name"] for check in checks]
+    assert names[0] == "meltano executable"
+    assert names[1] == "meltano.yml"
+    assert "database" in names
+    by_name = {check["name"]: check for check in checks}
+    assert by_name["meltano executable"]["ok"] is True
+    assert by_name["database"]["ok"] is True
+    assert by_name["database"]["fix"] is None
+    # The exit status agrees with the findings.
+    assert result.returncode == (0 if all(check["ok"] for check in checks) else 1)
+
+
+# --- the application's checks, called directly ------------------------------------------------
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_project_on_an_uninstalled_project(tmp_path: Path) -> None:
+    project = copy_fixture("uninstalled", tmp_path)
+    checks = check_project(settings_for(project))
+    assert [(c.name, c.ok) for c in checks] == [
+        ("meltano.yml", True),
+        ("plugin tap-custom", False),
+        ("plugin tap-github", False),
+        ("plugin target-custom", False),
+    ]
+    assert checks[1].fix == "meltano install extractor tap-custom"
+    line = fixture_line("uninstalled", "name: tap-github")
+    assert checks[2].detail.startswith(f"meltano.yml:{line}: no namespace/pip_url")
+    assert "Meltano Hub" in checks[2].detail
+
+
+def _fake_install(project: Path, kind: str, directory: str, executable: str) -> None:
+    path = project / ".meltano" / kind / directory / "venv" / "bin" / executable
+    path.parent.mkdir(parents=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_project_sees_installed_plugins(tmp_path: Path) -> None:
+    project = copy_fixture("uninstalled", tmp_path)
+    _fake_install(project, "extractors", "tap-custom", "tap-custom")
+    _fake_install(project, "loaders", "target-custom", "target-custom")
+    checks = {c.name: c for c in check_project(settings_for(project))}
+    assert checks["plugin tap-custom"] == Check("plugin tap-custom", True, "extractor, installed")
+    assert checks["plugin target-custom"] == Check("plugin target-custom", True, "loader, installed")
+    assert checks["plugin tap-github"].ok is False
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_inheriting_plugin_is_installed_in_its_parents_directory(tmp_path: Path) -> None:
+    # Meltano's ProjectPlugin.plugin_dir_name: a plugin that inherits from another with the same
+    # (or no) pip_url shares the parent's directory, so `meltano install` creates only
+    # .meltano/extractors/tap-parent/venv.
+    project = copy_fixture("inherited", tmp_path)
+    _fake_install(project, "extractors", "tap-parent", "tap-parent")
+    checks = {c.name: c for c in check_project(settings_for(project))}
+    assert checks["plugin tap-parent"].ok, checks["plugin tap-parent"]
+    assert checks["plugin tap-parent--child"].ok, checks["plugin tap-parent--child"]
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_namespace_without_pip_url_is_a_custom_definition(tmp_path: Path) -> None:
+    # Meltano builds a custom definition from `namespace` alone (ProjectPlugin.__init__), runs the
+    # executable from PATH and never consults Meltano Hub; there is nothing to install.
+    project = copy_fixture("namespace_only", tmp_path)
+    checks = {c.name: c for c in check_project(settings_for(project))}
+    assert checks["plugin my-tool"].ok, checks["plugin my-tool"]
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_project_unknown_environment(tmp_path: Path) -> None:
+    project = copy_fixture("uninstalled", tmp_path)
+    (check,) = check_project(Settings(project_dir=project, environment="prod"))
+    assert check.name == "meltano.yml"
+    assert check.ok is False
+    line = fixture_line("uninstalled", "environments:")
+    assert check.detail == f"meltano.yml:{line}: unknown environment 'prod'; meltano.yml defines dev"
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_database_unreachable_hides_the_password(tmp_path: Path) -> None:
+    checks = check_database(settings_for(tmp_path, database_url=UNREACHABLE_URL))
+    assert len(checks) == 1
+    (check,) = checks
+    assert check.name == "database"
+    assert check.ok is False
+    assert check.detail.startswith(
+        "cannot reach postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere (FLX_DATABASE_URL): "
+    )
+    assert "s3cret" not in check.detail
+    assert "s3cret" not in (check.fix or "")
+    assert check.fix is not None
+    assert "FLX_DATABASE_URL" in check.fix
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_database_reachable(tmp_path: Path) -> None:
+    checks = check_database(settings_for(tmp_path, database_url=TEST_DATABASE_URL))
+    assert checks[0] == Check(
+        "database", True, "postgresql+psycopg://postgres@127.0.0.1:5432/test (FLX_DATABASE_URL)"
+    )
+    assert [c.name for c in checks] == ["database", "database schema"]
+    schema = checks[1]
+    assert schema.detail.startswith("at migration ")
+    assert schema.ok or schema.fix == "flx-meltano db migrate"
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_meltano_missing_executable(tmp_path: Path) -> None:
+    check = check_meltano(settings_for(tmp_path, meltano_executable="no-such-meltano-here"))
+    assert check.name == "meltano executable"
+    assert check.ok is False
+    assert "'no-such-meltano-here' was not found" in check.detail
+    assert check.fix is not None
+    assert "FLX_MELTANO_EXECUTABLE" in check.fix
