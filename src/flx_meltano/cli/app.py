@@ -8,7 +8,7 @@ import typer
 
 from flx_meltano import __version__
 from flx_meltano.application.doctor import run_doctor
-from flx_meltano.cli import db
+from flx_meltano.cli import catalog, db, runs
 from flx_meltano.cli.output import console, print_json
 from flx_meltano.settings import Settings
 
@@ -19,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(catalog.app, name="catalog")
+runs.register(app)
 
 
 def _version(value: bool) -> None:

@@ -96,6 +96,8 @@ class Duration:
         return timedelta(seconds=self.seconds)
 
     def __str__(self) -> str:
+        if self.seconds < 1:
+            return f"{self.seconds * 1000:.0f}ms"
         if self.seconds < 60:
             return f"{self.seconds:.1f}s"
         minutes, seconds = divmod(round(self.seconds), 60)

@@ -1,0 +1,135 @@
+"""Queries: read pipelines, executions, per-stream metrics, plugins and config; change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flx_meltano.application.context import AppContext
+from flx_meltano.application.pipelines import all_pipelines
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.plugins import Plugin
+from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.persistence.execution_repository import ExecutionFilter
+
+REDACTED = "********"
+# Setting names that hold secrets even when meltano.yml forgets to mark them sensitive.
+SECRET_NAME_HINTS = ("password", "secret", "token", "api_key", "apikey", "private_key", "sqlalchemy_url")
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """A pipeline with its latest execution."""
+
+    id: str
+    extractor: str
+    loader: str
+    streams: tuple[str, ...]
+    jobs: tuple[str, ...]
+    last_status: ExecutionStatus | None
+    last_started_at: datetime | None
+    last_records: int | None
+    last_execution_id: str | None
+
+
+def list_pipelines(ctx: AppContext) -> list[PipelineStatus]:
+    """Every pipeline of the project with its last status."""
+    with ctx.unit_of_work() as uow:
+        last = uow.executions.last_by_pipeline()
+    rows: list[PipelineStatus] = []
+    for definition in all_pipelines(ctx.project, ctx.environment):
+        execution = last.get(definition.id)
+        rows.append(
+            PipelineStatus(
+                id=definition.id,
+                extractor=definition.extractor.name,
+                loader=definition.loader.name,
+                streams=definition.streams,
+                jobs=definition.jobs,
+                last_status=execution.status if execution else None,
+                last_started_at=execution.started_at if execution else None,
+                last_records=_records(ctx, execution) if execution else None,
+                last_execution_id=execution.id if execution else None,
+            )
+        )
+    return rows
+
+
+def _records(ctx: AppContext, execution: PipelineExecution) -> int:
+    with ctx.unit_of_work() as uow:
+        return uow.executions.get(execution.id).records
+
+
+def execution_history(
+    ctx: AppContext,
+    *,
+    pipeline: str | None = None,
+    status: ExecutionStatus | str | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[PipelineExecution]:
+    """Executions, newest first, filtered."""
+    query = ExecutionFilter(
+        pipeline_id=pipeline,
+        status=ExecutionStatus(str(status).upper()) if status else None,
+        since=since,
+        limit=limit,
+    )
+    with ctx.unit_of_work() as uow:
+        return uow.executions.history(query)
+
+
+def get_execution(ctx: AppContext, execution_id: str) -> PipelineExecution:
+    """One execution with its stream results (an unambiguous id prefix is enough)."""
+    with ctx.unit_of_work() as uow:
+        return uow.executions.find(execution_id)
+
+
+@dataclass(frozen=True)
+class StreamMetric:
+    """One stream's result in one execution."""
+
+    started_at: datetime
+    execution_id: str
+    execution_status: str
+    result: StreamResult
+
+
+def stream_metrics(
+    ctx: AppContext, pipeline: str, stream: str | None = None, limit: int = 100
+) -> list[StreamMetric]:
+    """Per-stream record counts and durations over time, newest first."""
+    with ctx.unit_of_work() as uow:
+        rows = uow.executions.stream_metrics(pipeline, stream, limit)
+    return [StreamMetric(*row) for row in rows]
+
+
+def list_plugins(ctx: AppContext) -> list[Plugin]:
+    """Every plugin in meltano.yml."""
+    return list(ctx.project.plugins)
+
+
+def is_secret(plugin: Plugin, name: str) -> bool:
+    """Whether a setting of ``plugin`` must never be shown."""
+    lowered = name.lower()
+    return name in plugin.secret_setting_names or any(hint in lowered for hint in SECRET_NAME_HINTS)
+
+
+def redact(plugin: Plugin, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every secret value replaced (nested mappings too)."""
+    redacted: dict[str, Any] = {}
+    for key, value in config.items():
+        if is_secret(plugin, key) and value not in (None, ""):
+            redacted[key] = REDACTED
+        elif isinstance(value, Mapping):
+            redacted[key] = redact(plugin, value)
+        else:
+            redacted[key] = value
+    return redacted
+
+
+def plugin_config(ctx: AppContext, name: str) -> dict[str, Any]:
+    """A plugin's configuration from meltano.yml (environment applied), secrets redacted."""
+    return redact(ctx.project.plugin(name), ctx.project.plugin(name).config)

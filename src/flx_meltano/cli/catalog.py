@@ -1,0 +1,24 @@
+"""``flx-meltano catalog``: discover an extractor's streams once and cache them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from flx_meltano.application.catalog import refresh_catalog
+from flx_meltano.application.context import AppContext
+from flx_meltano.cli.output import print_table
+
+app = typer.Typer(help="Stream catalogs of extractors (cached discovery).", no_args_is_help=True)
+
+
+@app.command()
+def refresh(
+    extractor: Annotated[list[str] | None, typer.Argument(help="Extractors (default: all).")] = None,
+) -> None:
+    """Run discovery through meltano and cache the stream names."""
+    rows = refresh_catalog(AppContext(), extractor or None)
+    print_table(
+        "discovered streams", ["extractor", "streams"], [[name, ", ".join(s)] for name, s in rows.items()]
+    )

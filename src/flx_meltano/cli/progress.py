@@ -1,0 +1,66 @@
+"""Live progress of a run in the terminal: one row per stream, logs of warnings and errors."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.live import Live
+from rich.table import Table
+
+from flx_meltano.cli.output import console, status_text
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
+
+
+class LiveProgress:
+    """A RunObserver drawing a table of streams that updates as records move."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.rows: dict[tuple[str, str], list[str]] = {}
+        self.live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.live.update(self._table())
+        self.live.__exit__(exc_type, exc, tb)
+        console.print()
+
+    def _table(self) -> Table:
+        table = Table(header_style="bold", title="streams", title_justify="left")
+        for column in ("pipeline", "stream", "extracted", "loaded", "status", "duration"):
+            table.add_column(column, justify="right" if column in ("extracted", "loaded") else "left")
+        for (pipeline, stream), row in self.rows.items():
+            table.add_row(pipeline, stream, *row)
+        return table
+
+    def on_log(self, level: str, plugin: str | None, message: str) -> None:
+        """Show warnings and errors (everything with --verbose) above the table."""
+        if self.verbose or level in ("warning", "error", "critical"):
+            style = "red" if level in ("error", "critical") else "yellow" if level == "warning" else "dim"
+            prefix = f"{plugin} | " if plugin else ""
+            self.live.console.print(f"[{style}]{prefix}{message}[/{style}]", highlight=False, markup=True)
+
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
+        """Update a stream's counters."""
+        row = self.rows.setdefault((pipeline_id, stream), ["0", "0", "running", "-"])
+        row[0], row[1] = f"{extracted:,}", f"{loaded:,}"
+        self.live.update(self._table())
+
+    def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
+        """Mark a stream done (or failed)."""
+        row = self.rows.setdefault((execution.pipeline_id, result.stream), ["0", "0", "", "-"])
+        row[1] = f"{result.records:,}"
+        row[2] = status_text(str(result.status))
+        row[3] = str(result.duration) if result.duration else "-"
+        self.live.update(self._table())
+
+    def on_execution(self, execution: PipelineExecution) -> None:
+        """Add the streams of a starting execution as pending rows."""
+        for stream in execution.streams:
+            self.rows.setdefault((execution.pipeline_id, stream), ["0", "0", "pending", "-"])
+        self.live.update(self._table())
