@@ -43,6 +43,8 @@ class AppContext:
     @cached_property
     def run_env(self) -> dict[str, str]:
         """Environment for meltano processes: the warehouse, then the caller's overrides."""
+        if "FLX_WAREHOUSE_URL" not in self.env:
+            database.ensure_database_exists(self.location.warehouse_url)
         return {**database.warehouse_environment(self.location), **self.env}
 
     @cached_property

@@ -156,6 +156,25 @@ def check_store(url: str, timeout_seconds: int = 5) -> StoreHealth:
     return StoreHealth(redact_url(url), True, None, current, head_revision())
 
 
+def ensure_database_exists(url: str) -> None:
+    """Create the database of ``url`` on its server unless it exists (racing creators are fine)."""
+    target = make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+            ).first()
+            if not exists:
+                try:
+                    conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+                except sa.exc.ProgrammingError as exc:
+                    if "already exists" not in str(exc.orig):
+                        raise
+    finally:
+        admin.dispose()
+
+
 def warehouse_environment(location: DatabaseLocation) -> dict[str, str]:
     """Environment variables through which loaders and dbt reach the warehouse database."""
     url = make_url(location.warehouse_url)

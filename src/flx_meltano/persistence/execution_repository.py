@@ -170,7 +170,7 @@ class ExecutionRepository:
         return self.get(rows[0].id)
 
     def history(self, query: ExecutionFilter) -> list[PipelineExecution]:
-        """History, newest first, without stream results (use ``get`` for those)."""
+        """History, newest first, with stream results (one more indexed query for the page)."""
         statement = sa.select(executions).order_by(executions.c.started_at.desc()).limit(query.limit)
         if query.pipeline_id:
             statement = statement.where(executions.c.pipeline_id == query.pipeline_id)
@@ -178,7 +178,16 @@ class ExecutionRepository:
             statement = statement.where(executions.c.status == str(query.status))
         if query.since:
             statement = statement.where(executions.c.started_at >= query.since)
-        return [_from_rows(row, ()) for row in self.connection.execute(statement)]
+        rows = list(self.connection.execute(statement))
+        results: dict[str, list[sa.Row[Any]]] = {row.id: [] for row in rows}
+        if rows:
+            for result in self.connection.execute(
+                sa.select(stream_results)
+                .where(stream_results.c.execution_id.in_(list(results)))
+                .order_by(stream_results.c.stream)
+            ):
+                results[result.execution_id].append(result)
+        return [_from_rows(row, results[row.id]) for row in rows]
 
     def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
         """Executions still PENDING or RUNNING (of one pipeline, or all)."""

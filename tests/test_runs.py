@@ -1,0 +1,203 @@
+"""End-to-end runs of the reference project: real meltano, tap, target and PostgreSQL store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flx_meltano.application import queries
+from flx_meltano.application.commands import reconcile_crashed
+from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.domain.errors import ExecutionAlreadyRunning
+from flx_meltano.domain.values import ExecutionStatus, StreamStatus
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
+FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
+DAY_2 = "2024-01-03T00:00:00Z"
+
+
+def _sandbox_processes(marker: str) -> list[int]:
+    """Processes whose environment carries this test's unique Meltano system db."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    [first] = run(ctx, "shop-to-files", RunOptions())
+    assert first.status is ExecutionStatus.SUCCEEDED
+    items_first = len(meltano_sandbox.lines("order_items"))
+    assert {s: r.records for s, r in first.results.items()} == {
+        "customers": 100,
+        "products": 100,
+        "orders": 100,
+        "order_items": items_first,
+    }
+    assert 100 <= items_first <= 400
+    assert first.results["orders"].bookmark["replication_key_value"].startswith("2024-01-02T00:00:00")
+    assert first.duration is not None
+    assert first.duration.seconds > 0
+
+    later = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_AS_OF="2024-01-02T12:00:00Z")
+    [second] = run(later, FILES_PIPELINE, RunOptions())
+    assert second.status is ExecutionStatus.SUCCEEDED
+    assert second.results["customers"].records == 50
+    assert second.results["orders"].records == 50
+    assert second.results["products"].records == 100  # full table
+    assert second.state_before == first.state_after
+    assert second.results["orders"].bookmark["replication_key_value"].startswith("2024-01-02T12:00:00")
+    assert len(meltano_sandbox.lines("orders")) == 150  # upsert: 100 + 50 distinct ids
+
+    history = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
+    assert [e.id for e in history] == [second.id, first.id]
+    metrics = queries.stream_metrics(ctx, FILES_PIPELINE, "orders")
+    assert [m.result.records for m in metrics] == [50, 100]
+
+
+def test_failing_tap_is_recorded_failed_with_the_state_it_reached(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(
+        default_store_url, TAP_SHOPSIM_FAIL_AFTER_RECORDS="150", TAP_SHOPSIM_STATE_EVERY="20"
+    )
+    [execution] = run(ctx, "shop-to-files", RunOptions())
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.failed_plugin == "tap-shopsim"
+    assert execution.exit_code == 1
+    assert "failing on purpose after 150 records" in (execution.error or "")
+    assert execution.results["customers"].status is StreamStatus.SUCCEEDED
+    assert execution.results["customers"].records == 100
+    assert execution.results["orders"].status is StreamStatus.FAILED
+    assert execution.state_after is not None
+    bookmarks = execution.state_after["singer_state"]["bookmarks"]
+    assert bookmarks["customers"]["replication_key_value"].startswith("2024-01-02T00:00:00")
+    stored = queries.get_execution(ctx, execution.id)
+    assert stored.status is ExecutionStatus.FAILED
+    assert stored.error == execution.error
+
+
+def test_a_subset_of_streams_moves_only_those_records(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    [execution] = run(ctx, FILES_PIPELINE, RunOptions(streams=("customers",)))
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert set(execution.results) == {"customers"}
+    assert len(meltano_sandbox.lines("customers")) == 100
+    assert meltano_sandbox.lines("orders") == []
+    assert meltano_sandbox.lines("products") == []
+
+
+def test_a_second_execution_of_a_running_state_id_is_refused(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    [step] = resolve(ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    open_execution(ctx, step.pipeline, RunOptions())
+    with pytest.raises(ExecutionAlreadyRunning, match=FILES_PIPELINE):
+        run(ctx, FILES_PIPELINE, RunOptions())
+    # Our own pid is alive, so the reconciler must leave the open execution alone.
+    assert reconcile_crashed(ctx) == []
+
+
+def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(meltano_sandbox, default_store_url):
+    env = {
+        **os.environ,
+        **meltano_sandbox.env,
+        "FLX_DATABASE_URL": default_store_url,
+        "TAP_SHOPSIM_RECORD_DELAY_MS": "40",
+    }
+    runner = subprocess.Popen([FLX, "run", FILES_PIPELINE, "--json"], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ctx = meltano_sandbox.context(default_store_url)
+    marker = str(meltano_sandbox.system_db)
+    deadline = time.monotonic() + 60
+    running = []
+    while time.monotonic() < deadline:
+        running = queries.execution_history(ctx, status="RUNNING")
+        if running and len(_sandbox_processes(marker)) >= 3:  # meltano, tap, target
+            break
+        time.sleep(0.2)
+    assert running, "the execution never started"
+    assert len(_sandbox_processes(marker)) >= 3
+    cancel = subprocess.run([FLX, "cancel", running[0].id], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+    runner.wait(timeout=30)
+    assert runner.returncode == 130
+    assert _sandbox_processes(marker) == []
+    cancelled = queries.get_execution(ctx, running[0].id)
+    assert cancelled.status is ExecutionStatus.CANCELLED
+    assert cancelled.duration is not None
+    assert cancelled.duration.seconds < 30
+
+
+def test_cli_lists_executions_as_json_and_tables(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    [execution] = run(ctx, "shop-to-files", RunOptions())
+    env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url, "COLUMNS": "200"}
+    listed = subprocess.run([FLX, "executions", "--json"], cwd=REPO, env=env, capture_output=True,
+                            text=True, check=True)
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == [execution.id]
+    assert rows[0]["records"] == execution.records
+    detail = subprocess.run([FLX, "execution", execution.id[:8]], cwd=REPO, env=env, capture_output=True,
+                            text=True, check=True)
+    assert "order_items" in detail.stdout
+    assert "SUCCEEDED" in detail.stdout
+    table = subprocess.run([FLX, "pipelines"], cwd=REPO, env=env, capture_output=True, text=True,
+                           check=True)
+    assert FILES_PIPELINE in table.stdout
+    assert "never run" in table.stdout  # the warehouse pipeline
+
+
+def test_plugin_config_never_shows_secrets(meltano_sandbox, default_store_url):
+    env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url}
+    shown = subprocess.run([FLX, "config", "target-postgres", "--json"], cwd=REPO, env=env,
+                           capture_output=True, text=True, check=True)
+    assert json.loads(shown.stdout)["sqlalchemy_url"] == "********"
+
+
+def test_the_warehouse_job_loads_postgres_and_runs_dbt(meltano_sandbox, default_store_url, default_server):
+    import psycopg
+
+    name = f"flx_wh_{os.getpid()}_{threading.get_ident() % 10000}"
+    with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = default_server.url(name)
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        ctx = meltano_sandbox.context(
+            default_store_url,
+            FLX_WAREHOUSE_URL=url,
+            FLX_WAREHOUSE_HOST=str(parsed.query.get("host") or parsed.host),
+            FLX_WAREHOUSE_PORT=str(parsed.port or 5432),
+            FLX_WAREHOUSE_USER="postgres",
+            FLX_WAREHOUSE_PASSWORD="",
+            FLX_WAREHOUSE_DBNAME=name,
+        )
+        [execution] = run(ctx, "shop-to-warehouse", RunOptions())
+        assert execution.status is ExecutionStatus.SUCCEEDED
+        with psycopg.connect(default_server.admin_conninfo.replace("dbname=postgres", f"dbname={name}")) as conn:
+            assert conn.execute("select count(*) from raw_shop.orders").fetchone() == (100,)
+            assert conn.execute("select count(*) from analytics.customer_revenue").fetchone() == (100,)
+    finally:
+        with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
