@@ -1,0 +1,55 @@
+# flx-meltano task runner. Every target does its own set-up and is quick the second time.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+export MELTANO_CLI_DISABLE_VERSION_CHECK := true
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-jsonlines/pyproject.toml
+
+.PHONY: help setup demo test lint check bench clean-db
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+$(VENV)/.installed: $(UV) requirements.lock pyproject.toml
+	$(UV) pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e . -e taps/tap-shopsim -e targets/target-jsonlines
+	touch $@
+
+.meltano/.installed: $(VENV)/.installed $(PLUGIN_INPUTS)
+	$(BIN)/meltano install
+	mkdir -p .meltano && touch $@
+
+setup: $(VENV)/.installed .meltano/.installed  ## Virtual environment, packages, Meltano plugins, store
+	$(BIN)/flx-meltano db start
+
+demo: setup  ## The main job: run the reference Meltano jobs once and show what ran
+	bash scripts/demo.sh
+
+test: setup  ## Lint, type-check, import contracts, then the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed  ## Only ruff, mypy and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: setup  ## Benchmarks; figures land in bench/results/
+	$(BIN)/python -m bench
+
+lock: $(UV)  ## Re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean-db:  ## Stop the embedded PostgreSQL server
+	$(BIN)/flx-meltano db stop

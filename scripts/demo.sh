@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: run the reference Meltano jobs once and show what ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLX=.venv/bin/flx-meltano
+for job in shop-to-files shop-to-warehouse; do
+  echo "== flx-meltano run $job"
+  "$FLX" run "$job"
+done
+echo "== flx-meltano pipelines"
+"$FLX" pipelines
+echo "== flx-meltano executions"
+"$FLX" executions --limit 10
