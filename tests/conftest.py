@@ -51,9 +51,7 @@ class Server:
 
 def _server(name: str) -> Server:
     if name == "local":
-        return Server(
-            "local", LOCAL_SERVER, lambda db: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
-        )
+        return Server("local", LOCAL_SERVER, lambda db: f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}")
     server = embedded.start(EMBEDDED_DATA)
     return Server("embedded", server.conninfo("postgres"), server.url)
 

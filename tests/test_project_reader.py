@@ -926,7 +926,7 @@ def test_schedule_with_a_bad_cron(tmp_path: Path, interval: str) -> None:
     )
     err = read_error(tmp_path, text)
     assert (err.file, err.line) == ("meltano.yml", line_of(text, "interval:"))
-    assert f"schedule 's'" in str(err)
+    assert "schedule 's'" in str(err)
     assert repr(interval) in str(err)
 
 

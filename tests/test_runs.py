@@ -121,8 +121,14 @@ def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(meltano_s
         "FLX_DATABASE_URL": default_store_url,
         "TAP_SHOPSIM_RECORD_DELAY_MS": "40",
     }
-    runner = subprocess.Popen([FLX, "run", FILES_PIPELINE, "--json"], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [FLX, "run", FILES_PIPELINE, "--json"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ctx = meltano_sandbox.context(default_store_url)
     marker = str(meltano_sandbox.system_db)
     deadline = time.monotonic() + 60
@@ -134,8 +140,9 @@ def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(meltano_s
         time.sleep(0.2)
     assert running, "the execution never started"
     assert len(_sandbox_processes(marker)) >= 3
-    cancel = subprocess.run([FLX, "cancel", running[0].id], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
+    cancel = subprocess.run(
+        [FLX, "cancel", running[0].id], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr
     runner.wait(timeout=30)
     assert runner.returncode == 130
@@ -150,25 +157,32 @@ def test_cli_lists_executions_as_json_and_tables(meltano_sandbox, default_store_
     ctx = meltano_sandbox.context(default_store_url)
     [execution] = run(ctx, "shop-to-files", RunOptions())
     env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url, "COLUMNS": "200"}
-    listed = subprocess.run([FLX, "executions", "--json"], cwd=REPO, env=env, capture_output=True,
-                            text=True, check=True)
+    listed = subprocess.run(
+        [FLX, "executions", "--json"], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
     rows = json.loads(listed.stdout)
     assert [r["id"] for r in rows] == [execution.id]
     assert rows[0]["records"] == execution.records
-    detail = subprocess.run([FLX, "execution", execution.id[:8]], cwd=REPO, env=env, capture_output=True,
-                            text=True, check=True)
+    detail = subprocess.run(
+        [FLX, "execution", execution.id[:8]], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
     assert "order_items" in detail.stdout
     assert "SUCCEEDED" in detail.stdout
-    table = subprocess.run([FLX, "pipelines"], cwd=REPO, env=env, capture_output=True, text=True,
-                           check=True)
+    table = subprocess.run([FLX, "pipelines"], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert FILES_PIPELINE in table.stdout
     assert "never run" in table.stdout  # the warehouse pipeline
 
 
 def test_plugin_config_never_shows_secrets(meltano_sandbox, default_store_url):
     env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url}
-    shown = subprocess.run([FLX, "config", "target-postgres", "--json"], cwd=REPO, env=env,
-                           capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [FLX, "config", "target-postgres", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(shown.stdout)["sqlalchemy_url"] == "********"
 
 
@@ -195,7 +209,9 @@ def test_the_warehouse_job_loads_postgres_and_runs_dbt(meltano_sandbox, default_
         )
         [execution] = run(ctx, "shop-to-warehouse", RunOptions())
         assert execution.status is ExecutionStatus.SUCCEEDED
-        with psycopg.connect(default_server.admin_conninfo.replace("dbname=postgres", f"dbname={name}")) as conn:
+        with psycopg.connect(
+            default_server.admin_conninfo.replace("dbname=postgres", f"dbname={name}")
+        ) as conn:
             assert conn.execute("select count(*) from raw_shop.orders").fetchone() == (100,)
             assert conn.execute("select count(*) from analytics.customer_revenue").fetchone() == (100,)
     finally:

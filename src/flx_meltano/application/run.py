@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -113,23 +113,56 @@ def open_execution(
     return execution, state_before
 
 
-def run_pipeline(
-    ctx: AppContext,
-    definition: PipelineDefinition,
-    options: RunOptions | None = None,
-    observer: RunObserver | None = None,
-) -> PipelineExecution:
-    """Run one extract-load pipeline to the end and return its closed execution.
+@dataclass(frozen=True)
+class LogUpdate:
+    """A log line from meltano (plugin None) or one of its plugins."""
 
-    Cancelling (KeyboardInterrupt, SIGTERM turned into an exception, Dagster's interrupt) stops
-    meltano and every process it started, records CANCELLED, and re-raises.
+    level: str
+    plugin: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Records seen so far for one stream."""
+
+    pipeline_id: str
+    stream: str
+    extracted: int
+    loaded: int
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """The loader confirmed one stream (already recorded in the store)."""
+
+    execution: PipelineExecution
+    result: StreamResult
+
+
+@dataclass(frozen=True)
+class ExecutionUpdate:
+    """The execution opened (RUNNING) or closed (look at its status)."""
+
+    execution: PipelineExecution
+
+
+RunUpdate = LogUpdate | ProgressUpdate | StreamUpdate | ExecutionUpdate
+
+
+def execute_pipeline(
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
+) -> Iterator[RunUpdate]:
+    """Run one extract-load pipeline, yielding what happens as it happens.
+
+    The last update is the closed execution. Interrupting the consumer (KeyboardInterrupt,
+    Dagster's interrupt, closing the generator) stops meltano and every process it started and
+    records CANCELLED before the exception goes on.
     """
     options = options or RunOptions()
-    observer = observer or SilentObserver()
     execution, state_before = open_execution(ctx, definition, options)
-    observer.on_execution(execution)
-    streams = execution.streams
-    select = {definition.extractor.name: streams} if options.streams is not None else {}
+    yield ExecutionUpdate(execution)
+    select = {definition.extractor.name: execution.streams} if options.streams is not None else {}
     run = MeltanoRun(
         RunRequest(
             project_dir=ctx.settings.project_dir,
@@ -144,8 +177,8 @@ def run_pipeline(
             select=select,
             full_refresh=options.full_refresh,
             state_strategy=options.state_strategy,
-            # flx already guarantees one execution per state id; Meltano's own lock would
-            # refuse a run that a crashed predecessor left behind.
+            # flx already guarantees one execution per state id; Meltano's own stale-job check
+            # would refuse a run that a crashed predecessor left behind.
             force=True,
             timeout_seconds=options.timeout_seconds,
             env={**ctx.run_env, **options.env},
@@ -156,27 +189,26 @@ def run_pipeline(
         loader=definition.loader.name,
         mappers=tuple(m.name for m in definition.mappers),
         read_state=lambda: _state(ctx, definition),
-        expected_streams=streams,
+        expected_streams=execution.streams,
     )
     try:
         with ctx.unit_of_work() as uow:
             for event in run.start().events():
                 if isinstance(event, LogRecord):
-                    observer.on_log(event.level, event.plugin, event.message)
+                    yield LogUpdate(event.level, event.plugin, event.message)
                 elif isinstance(event, BlockCompleted) and not event.success:
-                    observer.on_log("error", None, f"block failed: {event.error}")
+                    yield LogUpdate("error", None, f"block failed: {event.error}")
                 for note in tracker.feed(event):
                     if isinstance(note, StreamProgress):
-                        observer.on_progress(definition.id, note.stream, note.extracted, note.loaded)
+                        yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
                     elif isinstance(note, StreamConfirmed):
                         execution.record_stream(note.result, at=_now())
                         uow.executions.save(execution)
                         uow.commit()
-                        observer.on_stream(execution, note.result)
+                        yield StreamUpdate(execution, note.result)
     except BaseException:
         run.cancel()
         _close(ctx, definition, execution, tracker, state_before, options, cancelled=True)
-        observer.on_execution(execution)
         raise
     _close(
         ctx,
@@ -189,7 +221,35 @@ def run_pipeline(
         timed_out=run.timed_out,
         exit_code=run.returncode,
     )
-    observer.on_execution(execution)
+    yield ExecutionUpdate(execution)
+
+
+def notify(observer: RunObserver, update: RunUpdate) -> None:
+    """Hand one update to an observer."""
+    if isinstance(update, LogUpdate):
+        observer.on_log(update.level, update.plugin, update.message)
+    elif isinstance(update, ProgressUpdate):
+        observer.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+    elif isinstance(update, StreamUpdate):
+        observer.on_stream(update.execution, update.result)
+    else:
+        observer.on_execution(update.execution)
+
+
+def run_pipeline(
+    ctx: AppContext,
+    definition: PipelineDefinition,
+    options: RunOptions | None = None,
+    observer: RunObserver | None = None,
+) -> PipelineExecution:
+    """Run one extract-load pipeline to the end and return its closed execution."""
+    observer = observer or SilentObserver()
+    execution: PipelineExecution | None = None
+    for update in execute_pipeline(ctx, definition, options):
+        notify(observer, update)
+        if isinstance(update, ExecutionUpdate):
+            execution = update.execution
+    assert execution is not None
     return execution
 
 
