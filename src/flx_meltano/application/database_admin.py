@@ -57,8 +57,11 @@ def migrate(settings: Settings) -> str:
 
 
 def warehouse_environment(settings: Settings) -> dict[str, str]:
-    """FLX_WAREHOUSE_* variables for loaders and dbt."""
-    return database.warehouse_environment(database.locate(settings))
+    """FLX_WAREHOUSE_* variables for loaders and dbt, and FLX_DAGSTER_PG_URL for Dagster's storage."""
+    location = database.locate(settings)
+    database.ensure_database_exists(location.warehouse_url)
+    database.ensure_database_exists(location.dagster_url)
+    return {**database.warehouse_environment(location), "FLX_DAGSTER_PG_URL": location.dagster_url}
 
 
 def write_dotenv(path: Path, values: dict[str, str]) -> None:

@@ -133,3 +133,9 @@ def redact(plugin: Plugin, config: Mapping[str, Any]) -> dict[str, Any]:
 def plugin_config(ctx: AppContext, name: str) -> dict[str, Any]:
     """A plugin's configuration from meltano.yml (environment applied), secrets redacted."""
     return redact(ctx.project.plugin(name), ctx.project.plugin(name).config)
+
+
+def last_successes(ctx: AppContext) -> dict[str, datetime]:
+    """When each pipeline last succeeded."""
+    with ctx.unit_of_work() as uow:
+        return uow.executions.last_success_by_pipeline()

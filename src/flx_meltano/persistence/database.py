@@ -53,7 +53,9 @@ def locate(settings: Settings, *, start_embedded: bool = True) -> DatabaseLocati
         return DatabaseLocation(
             store_url=url,
             warehouse_url=sibling_database(url, embedded.WAREHOUSE_DATABASE),
-            dagster_url=sibling_database(url, embedded.DAGSTER_DATABASE),
+            dagster_url=make_url(sibling_database(url, embedded.DAGSTER_DATABASE))
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False),
             embedded=False,
         )
     server = (

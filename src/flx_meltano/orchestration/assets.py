@@ -1,0 +1,121 @@
+"""Asset builders: one multi-asset per extract-load pipeline, one asset per command block of a job."""
+
+# No ``from __future__ import annotations`` here: Dagster inspects the ``context`` annotation of
+# the decorated functions at definition time and needs the real class, not a string.
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    AssetsDefinition,
+    AssetSpec,
+    Backoff,
+    MaterializeResult,
+    RetryPolicy,
+    multi_asset,
+)
+
+from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.orchestration.resource import MeltanoResource
+from flx_meltano.orchestration.translator import (
+    DagsterMeltanoTranslator,
+    MeltanoStream,
+    dagster_meta,
+    dagster_name,
+    tag_value,
+)
+
+RESOURCE_KEY = "meltano"
+
+
+def pool_for(pipeline: PipelineDefinition) -> str:
+    """The Dagster concurrency pool of a state id: with a limit of 1, runs never overlap on it."""
+    return f"meltano/{pipeline.id}"
+
+
+def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None = None) -> RetryPolicy | None:
+    """``meta.dagster.retry`` of the loader or extractor, else ``default``.
+
+    ``retry: {max_retries: 3, delay_seconds: 30, backoff: exponential}`` in meltano.yml.
+    """
+    meta = {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+    retry = meta.get("retry")
+    if not isinstance(retry, Mapping):
+        return default
+    backoff = str(retry.get("backoff", "")).lower()
+    return RetryPolicy(
+        max_retries=int(retry.get("max_retries", 1)),
+        delay=float(retry["delay_seconds"]) if retry.get("delay_seconds") is not None else None,
+        backoff=Backoff.EXPONENTIAL
+        if backoff == "exponential"
+        else Backoff.LINEAR
+        if backoff == "linear"
+        else None,
+    )
+
+
+def stream_specs(pipeline: PipelineDefinition, translator: DagsterMeltanoTranslator) -> dict[str, AssetSpec]:
+    """One AssetSpec per selected stream of the pipeline, by stream name."""
+    return {stream: translator.get_asset_spec(MeltanoStream(pipeline, stream)) for stream in pipeline.streams}
+
+
+def meltano_pipeline_assets(
+    pipeline: PipelineDefinition,
+    *,
+    translator: DagsterMeltanoTranslator | None = None,
+    retry_policy: RetryPolicy | None = None,
+    resource_key: str = RESOURCE_KEY,
+) -> AssetsDefinition:
+    """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams."""
+    specs = stream_specs(pipeline, translator or DagsterMeltanoTranslator())
+    keys = {stream: spec.key for stream, spec in specs.items()}
+
+    @multi_asset(
+        name=dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}"),
+        specs=list(specs.values()),
+        can_subset=True,
+        pool=pool_for(pipeline),
+        retry_policy=retry_policy_for(pipeline, retry_policy),
+        required_resource_keys={resource_key},
+        op_tags={"meltano/state_id": tag_value(pipeline.id)},
+        description=f"Meltano pipeline {pipeline.id}",
+    )
+    def _pipeline(context: AssetExecutionContext) -> Iterator[MaterializeResult[Any] | AssetObservation]:
+        meltano: MeltanoResource = getattr(context.resources, resource_key)
+        yield from meltano.run_pipeline(context, pipeline, keys)
+
+    return _pipeline
+
+
+def meltano_command_asset(
+    job_name: str,
+    command: Command,
+    deps: Sequence[AssetKey],
+    *,
+    resource_key: str = RESOURCE_KEY,
+    group_name: str | None = None,
+) -> AssetsDefinition:
+    """An asset for a command block of a job (e.g. ``dbt-postgres:run``) after the assets it follows."""
+    key = AssetKey(["meltano", dagster_name(job_name), dagster_name(str(command))])
+    kind = command.plugin.split("-")[0]
+    spec = AssetSpec(
+        key=key,
+        deps=list(deps),
+        group_name=group_name or dagster_name(job_name),
+        kinds={"meltano", kind},
+        description=f"`meltano run {command}` in job `{job_name}`.",
+        metadata={"meltano/command": str(command), "meltano/job": job_name},
+    )
+
+    @multi_asset(
+        name=dagster_name(f"{job_name}__{command}"), specs=[spec], required_resource_keys={resource_key}
+    )
+    def _command(context: AssetExecutionContext) -> MaterializeResult[Any]:
+        meltano: MeltanoResource = getattr(context.resources, resource_key)
+        meltano.run_command(context, command)
+        return MaterializeResult(asset_key=key)
+
+    return _command

@@ -1,0 +1,182 @@
+"""MeltanoResource: runs pipelines through the application layer and reports to Dagster as it goes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    ConfigurableResource,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+)
+from pydantic import Field
+
+from flx_meltano.application import run as run_use_case
+from flx_meltano.application.context import AppContext
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.domain.values import Trigger
+from flx_meltano.settings import Settings
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _trigger(tags: Mapping[str, str]) -> Trigger:
+    if "dagster/schedule_name" in tags:
+        return Trigger.SCHEDULE
+    if "dagster/sensor_name" in tags:
+        return Trigger.SENSOR
+    return Trigger.DAGSTER
+
+
+def stream_metadata(execution: PipelineExecution, result: StreamResult) -> dict[str, Any]:
+    """Materialization metadata of one stream: rows, duration, bookmark, ids."""
+    metadata: dict[str, Any] = {
+        "dagster/row_count": MetadataValue.int(result.records),
+        "meltano/execution_id": MetadataValue.text(execution.id),
+        "meltano/run_id": MetadataValue.text(execution.id),
+        "meltano/state_id": MetadataValue.text(execution.pipeline_id),
+    }
+    if result.duration is not None:
+        metadata["meltano/sync_duration_seconds"] = MetadataValue.float(result.duration.seconds)
+    if result.bookmark:
+        metadata["meltano/bookmark"] = MetadataValue.json(result.bookmark)
+    return metadata
+
+
+class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
+    """Runs Meltano pipelines for Dagster assets, recording every run in the flx store.
+
+    Attributes:
+        project_dir: the Meltano project (directory of meltano.yml).
+        environment: the Meltano environment (default: the project's default_environment).
+        meltano_executable: the meltano command (default: the one beside this Python).
+        database_url: the flx store (default: FLX_DATABASE_URL, else the embedded server).
+        env: extra environment variables for meltano (plugin settings, credentials).
+        timeout_seconds: cancel a pipeline run after this long.
+        full_refresh: ignore saved state (set in run config for a one-off full refresh).
+        state_strategy: Meltano's --state-strategy (auto, merge, overwrite).
+    """
+
+    project_dir: str
+    environment: str | None = None
+    meltano_executable: str | None = None
+    database_url: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float | None = None
+    full_refresh: bool = False
+    state_strategy: str | None = None
+
+    def settings(self) -> Settings:
+        """Settings for the application layer; unset fields fall back to FLX_* variables."""
+        values: dict[str, Any] = {"project_dir": Path(self.project_dir)}
+        for key in ("environment", "meltano_executable", "database_url"):
+            value = getattr(self, key)
+            if value:
+                values[key] = value
+        return Settings(**values)
+
+    def app_context(self) -> AppContext:
+        """A fresh application context for one run."""
+        return AppContext(settings=self.settings(), env=dict(self.env))
+
+    def _options(
+        self, context: AssetExecutionContext, streams: tuple[str, ...] | None
+    ) -> run_use_case.RunOptions:
+        return run_use_case.RunOptions(
+            streams=streams,
+            trigger=_trigger(context.run.tags),
+            full_refresh=self.full_refresh,
+            state_strategy=self.state_strategy,
+            timeout_seconds=self.timeout_seconds,
+            dagster_run_id=context.run_id,
+        )
+
+    def run_pipeline(
+        self,
+        context: AssetExecutionContext,
+        pipeline: PipelineDefinition,
+        stream_keys: Mapping[str, AssetKey],
+    ) -> Iterator[MaterializeResult[Any] | AssetObservation]:
+        """Run the selected streams of ``pipeline``; yield each one's result once the loader confirms it.
+
+        Streams the loader never confirmed are not reported; the step then fails naming the plugin.
+        """
+        selected = context.selected_asset_keys
+        streams = tuple(s for s, key in stream_keys.items() if key in selected)
+        subset = streams if len(streams) < len(stream_keys) else None
+        ctx = self.app_context()
+        execution: PipelineExecution | None = None
+        try:
+            for update in run_use_case.execute_pipeline(ctx, pipeline, self._options(context, subset)):
+                if isinstance(update, run_use_case.LogUpdate):
+                    prefix = f"[{update.plugin}] " if update.plugin else "[meltano] "
+                    context.log.log(_LEVELS.get(update.level, logging.INFO), prefix + update.message)
+                elif isinstance(update, run_use_case.StreamUpdate):
+                    key = stream_keys.get(update.result.stream)
+                    if key is not None and str(update.result.status) == "SUCCEEDED":
+                        yield MaterializeResult(
+                            asset_key=key, metadata=stream_metadata(update.execution, update.result)
+                        )
+                elif isinstance(update, run_use_case.ExecutionUpdate):
+                    execution = update.execution
+                    if execution.status.is_active:
+                        context.log.info(f"execution {execution.id} of {pipeline.id} started")
+        finally:
+            ctx.close()
+        assert execution is not None
+        if execution.warnings:
+            for warning in execution.warnings:
+                context.log.warning(warning)
+            for stream, key in stream_keys.items():
+                if stream in execution.results:
+                    yield AssetObservation(
+                        asset_key=key,
+                        metadata={
+                            "meltano/state_warnings": MetadataValue.json(list(execution.warnings)),
+                            "meltano/execution_id": MetadataValue.text(execution.id),
+                        },
+                    )
+        if str(execution.status) != "SUCCEEDED":
+            failed = [s for s, r in execution.results.items() if str(r.status) != "SUCCEEDED"]
+            raise Failure(
+                description=f"{pipeline.id}: {execution.status}: {execution.error}",
+                metadata={
+                    "meltano/execution_id": execution.id,
+                    "meltano/failed_plugin": execution.failed_plugin or "",
+                    "meltano/unconfirmed_streams": ", ".join(failed),
+                },
+            )
+
+    def run_command(self, context: AssetExecutionContext, command: Command) -> None:
+        """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
+        ctx = self.app_context()
+        observer = _DagsterLogObserver(context)
+        try:
+            run_use_case.run_command(ctx, command, self._options(context, None), observer)
+        except run_use_case.CommandFailed as exc:
+            raise Failure(description=str(exc)) from exc
+        finally:
+            ctx.close()
+
+
+class _DagsterLogObserver(run_use_case.SilentObserver):
+    def __init__(self, context: AssetExecutionContext) -> None:
+        self.context = context
+
+    def on_log(self, level: str, plugin: str | None, message: str) -> None:
+        prefix = f"[{plugin}] " if plugin else "[meltano] "
+        self.context.log.log(_LEVELS.get(level, logging.INFO), prefix + message)

@@ -1,0 +1,138 @@
+"""DagsterMeltanoTranslator: how a Meltano stream becomes a Dagster AssetSpec (override get_asset_spec)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import AssetKey, AssetSpec
+
+from flx_meltano.domain.plugins import Plugin
+from flx_meltano.domain.project import PipelineDefinition
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
+_NOT_TAG = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def dagster_name(text: str) -> str:
+    """A valid Dagster op, job, group or schedule name for ``text``."""
+    return _NOT_NAME.sub("_", text)
+
+
+def tag_value(text: str) -> str:
+    """A valid Dagster tag value for ``text`` (63 characters, no ':')."""
+    return _NOT_TAG.sub(".", text)[:63]
+
+
+def dagster_meta(plugin: Plugin) -> Mapping[str, Any]:
+    """The ``meta: {dagster: {...}}`` extra of a plugin in meltano.yml."""
+    meta = plugin.extras.get("meta")
+    dagster = meta.get("dagster") if isinstance(meta, Mapping) else None
+    return dagster if isinstance(dagster, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class MeltanoStream:
+    """One selected stream of one extract-load pipeline: what the translator maps to an asset."""
+
+    pipeline: PipelineDefinition
+    name: str
+
+    @property
+    def load_schema(self) -> str:
+        """Where the loader puts the stream: its target schema, else Meltano's load_schema."""
+        schema = self.pipeline.loader.config.get("default_target_schema")
+        if isinstance(schema, str) and schema and not schema.startswith("$"):
+            return schema
+        return self.pipeline.extractor.load_schema
+
+    def meta(self) -> dict[str, Any]:
+        """The extractor's dagster meta, with the loader's on top."""
+        return {**dagster_meta(self.pipeline.extractor), **dagster_meta(self.pipeline.loader)}
+
+
+class DagsterMeltanoTranslator:
+    """Maps Meltano streams to Dagster asset specs. Subclass and override ``get_asset_spec``.
+
+    Defaults: key ``[<load schema>, <stream>]`` (so a dbt source on that schema lines up) unless
+    ``meta.dagster.key_prefix`` is set on the loader or extractor; group per pipeline; kinds
+    ``meltano``, ``singer`` and the loader; tags for extractor, loader, environment and state id;
+    owners and metadata from ``meta.dagster``.
+    """
+
+    def get_asset_key(self, stream: MeltanoStream) -> AssetKey:
+        """The asset key of a stream."""
+        prefix = stream.meta().get("key_prefix")
+        if isinstance(prefix, str):
+            prefix = [prefix]
+        if isinstance(prefix, Sequence) and prefix:
+            return AssetKey([*map(str, prefix), stream.name])
+        return AssetKey([stream.load_schema, stream.name])
+
+    def get_group_name(self, stream: MeltanoStream) -> str:
+        """One group per pipeline."""
+        group = stream.meta().get("group_name")
+        if isinstance(group, str) and group:
+            return dagster_name(group)
+        return dagster_name(f"{stream.pipeline.extractor.name}_to_{stream.pipeline.loader.name}")
+
+    def get_kinds(self, stream: MeltanoStream) -> set[str]:
+        """``meltano``, ``singer`` and the loader's kind (``postgres`` for target-postgres)."""
+        loader_kind = stream.pipeline.loader.name.removeprefix("target-").split("-")[0]
+        return {"meltano", "singer", loader_kind}
+
+    def get_description(self, stream: MeltanoStream) -> str:
+        """A sentence people can read in the UI."""
+        p = stream.pipeline
+        return (
+            f"Stream `{stream.name}` extracted by `{p.extractor.name}` and loaded by `{p.loader.name}` "
+            f"(Meltano state id `{p.id}`)."
+        )
+
+    def get_tags(self, stream: MeltanoStream) -> dict[str, str]:
+        """Tags to filter by in the UI."""
+        p = stream.pipeline
+        return {
+            "meltano/extractor": tag_value(p.extractor.name),
+            "meltano/loader": tag_value(p.loader.name),
+            "meltano/environment": tag_value(p.state_id.environment),
+            "meltano/state_id": tag_value(p.id),
+        }
+
+    def get_metadata(self, stream: MeltanoStream) -> dict[str, Any]:
+        """Definition metadata: state id, stream, table name where the loader has a schema."""
+        p = stream.pipeline
+        metadata: dict[str, Any] = {
+            "meltano/state_id": p.id,
+            "meltano/stream": stream.name,
+            "meltano/extractor": p.extractor.name,
+            "meltano/loader": p.loader.name,
+        }
+        if p.loader.config.get("default_target_schema"):
+            metadata["dagster/table_name"] = f"{stream.load_schema}.{stream.name}"
+        extra = stream.meta().get("metadata")
+        if isinstance(extra, Mapping):
+            metadata.update({str(k): v for k, v in extra.items()})
+        return metadata
+
+    def get_owners(self, stream: MeltanoStream) -> list[str]:
+        """Owners from ``meta.dagster.owners``."""
+        owners = stream.meta().get("owners")
+        return (
+            [str(o) for o in owners] if isinstance(owners, Sequence) and not isinstance(owners, str) else []
+        )
+
+    def get_asset_spec(self, stream: MeltanoStream) -> AssetSpec:
+        """The whole spec; override this one method to change anything."""
+        return AssetSpec(
+            key=self.get_asset_key(stream),
+            group_name=self.get_group_name(stream),
+            kinds=self.get_kinds(stream),
+            description=self.get_description(stream),
+            tags=self.get_tags(stream),
+            metadata=self.get_metadata(stream),
+            owners=self.get_owners(stream),
+            skippable=True,
+        )
