@@ -109,9 +109,9 @@ def _comparable(value: Any) -> Any:
 
 def compare_bookmark(before: Any, after: Any) -> BookmarkChange:
     """Classify the move of one replication key value."""
-    if before == after:
-        return BookmarkChange.UNCHANGED
     left, right = _comparable(before), _comparable(after)
+    if before == after or left == right:  # the same instant may be written two ways
+        return BookmarkChange.UNCHANGED
     try:
         return BookmarkChange.FORWARD if right > left else BookmarkChange.BACKWARD
     except TypeError:
