@@ -217,3 +217,38 @@ def test_the_warehouse_job_loads_postgres_and_runs_dbt(meltano_sandbox, default_
     finally:
         with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_two_pipelines_of_one_tap_at_once_both_succeed(meltano_sandbox, default_store_url, default_server):
+    """Meltano shares a tap's catalog file between runs (meltano#8763): flx must serialise them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    name = f"flx_wh_{os.getpid()}_lock"
+    with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(default_server.url(name))
+        ctx = meltano_sandbox.context(
+            default_store_url,
+            FLX_WAREHOUSE_URL=default_server.url(name),
+            FLX_WAREHOUSE_HOST=str(parsed.query.get("host") or parsed.host),
+            FLX_WAREHOUSE_DBNAME=name,
+        )
+        with ThreadPoolExecutor(2) as pool:
+            futures = [
+                pool.submit(run, ctx, target, RunOptions())
+                for target in ("dev:tap-shopsim-to-target-jsonlines", "dev:tap-shopsim-to-target-postgres")
+            ]
+            results = [f.result(timeout=300) for f in futures]
+        assert [e.status for [e] in results] == [ExecutionStatus.SUCCEEDED, ExecutionStatus.SUCCEEDED]
+        first, second = sorted((e for [e] in results), key=lambda e: e.started_at)
+        assert second.ended_at is not None
+        assert first.ended_at is not None
+    finally:
+        with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -182,6 +182,7 @@ def execute_pipeline(
             force=True,
             timeout_seconds=options.timeout_seconds,
             env={**ctx.run_env, **options.env},
+            exclusive=(definition.extractor.name,),
         )
     )
     tracker = ExecutionTracker(
@@ -191,9 +192,13 @@ def execute_pipeline(
         read_state=lambda: _state(ctx, definition),
         expected_streams=execution.streams,
     )
+    waits: list[str] = []
     try:
         with ctx.unit_of_work() as uow:
-            for event in run.start().events():
+            events = run.start(on_wait=waits.append).events()
+            for message in waits:
+                yield LogUpdate("info", None, message)
+            for event in events:
                 if isinstance(event, LogRecord):
                     yield LogUpdate(event.level, event.plugin, event.message)
                 elif isinstance(event, BlockCompleted) and not event.success:

@@ -52,9 +52,10 @@ class Pipeline:
         running = [e for e in self.active if e.status.is_active]
         if running and not force:
             other = running[0]
+            since = f" since {other.started_at:%Y-%m-%d %H:%M:%S}" if other.started_at else ""
             raise ExecutionAlreadyRunning(
-                f"pipeline {self.id} already has execution {other.id} {other.status} since "
-                f"{other.started_at:%Y-%m-%d %H:%M:%S}; wait for it, cancel it, or force"
+                f"pipeline {self.id} already has execution {other.id} {other.status}{since}; "
+                "wait for it, cancel it, or force"
             )
         chosen = tuple(streams) if streams is not None else self.streams
         if self.streams:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from flx_meltano.integration.errors import LaunchError
 from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
@@ -39,6 +41,9 @@ class RunRequest:
         run_id: Meltano's run id (a UUID); flx uses the execution id.
         select: per extractor, the streams to run (overrides its ``select`` rules).
         timeout_seconds: cancel the run after this long (None: never).
+        exclusive: plugins no other run of this project may use at the same time (extractors:
+            Meltano 4.4 writes an extractor's catalog to one shared file per project, so two
+            concurrent runs of one tap corrupt or swap each other's catalog; meltano#8763).
     """
 
     project_dir: Path
@@ -52,6 +57,7 @@ class RunRequest:
     force: bool = False
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    exclusive: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """The command line (no shell ever sees it)."""
@@ -101,9 +107,12 @@ class MeltanoRun:
         """The meltano process id once started."""
         return self._process.pid if self._process else None
 
-    def start(self) -> MeltanoRun:
-        """Start meltano; LaunchError when it cannot be started."""
+    def start(self, on_wait: Callable[[str], None] | None = None) -> MeltanoRun:
+        """Start meltano (after taking the plugin locks); LaunchError when it cannot be started."""
         argv = self.request.argv()
+        self._locks = [
+            PluginLock.acquire(self.request.project_dir, name, on_wait) for name in self.request.exclusive
+        ]
         try:
             self._process = subprocess.Popen(
                 argv,
@@ -117,6 +126,7 @@ class MeltanoRun:
                 start_new_session=True,
             )
         except OSError as exc:
+            self._release()
             raise LaunchError(f"could not start {argv[0]}: {exc}") from exc
         if self.request.timeout_seconds:
             self._timer = threading.Timer(self.request.timeout_seconds, self._time_out)
@@ -134,13 +144,22 @@ class MeltanoRun:
             self.start()
         assert self._process is not None
         assert self._process.stdout is not None
-        for line in self._process.stdout:
-            event = parse_line(line)
-            if event is not None:
-                yield event
-        self._process.wait()
-        if self._timer is not None:
-            self._timer.cancel()
+        try:
+            for line in self._process.stdout:
+                event = parse_line(line)
+                if event is not None:
+                    yield event
+            self._process.wait()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._process.poll() is not None:
+                self._release()
+
+    def _release(self) -> None:
+        for lock in getattr(self, "_locks", []):
+            lock.release()
+        self._locks = []
 
     def wait(self) -> int:
         """Wait for meltano to exit; its exit code."""
@@ -167,6 +186,39 @@ class MeltanoRun:
         _signal_group(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=grace_seconds)
+        self._release()
+
+
+class PluginLock:
+    """An inter-process lock on one plugin of one project (flock: released if the holder dies)."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self.handle = handle
+
+    @classmethod
+    def acquire(
+        cls, project_dir: Path, plugin: str, on_wait: Callable[[str], None] | None = None
+    ) -> PluginLock:
+        """Block until no other run of this project uses ``plugin``."""
+        path = Path(project_dir) / ".meltano" / "flx" / "locks" / f"{plugin}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(
+                    f"waiting for another run of {plugin} in this project to finish (Meltano shares "
+                    "an extractor's catalog file between runs, meltano#8763)"
+                )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        return cls(handle)
+
+    def release(self) -> None:
+        """Let the next run in."""
+        if not self.handle.closed:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

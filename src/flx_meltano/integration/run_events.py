@@ -122,6 +122,14 @@ def _metric_from(data: Any, plugin: str, role: str | None, timestamp: str | None
     )
 
 
+def _number(raw: Any, default: float = 0.0) -> float:
+    """A float from a log field, or ``default`` when the field is missing or not a number."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return default
+
+
 def _exit_codes(raw: Any) -> dict[str, int]:
     if not isinstance(raw, Mapping):
         return {}
@@ -168,17 +176,17 @@ def parse_line(line: str) -> RunEvent | None:
 
     if message == "Block run completed":
         return BlockCompleted(
-            index=int(record.get("set_number", 0) or 0),
+            index=int(_number(record.get("set_number"))),
             block_type=str(record.get("block_type", "")),
             success=bool(record.get("success")),
             error=str(record["err"]) if record.get("err") else None,
             exit_codes=_exit_codes(record.get("exit_codes")),
-            duration_seconds=float(record.get("duration_seconds", 0.0) or 0.0),
+            duration_seconds=_number(record.get("duration_seconds")),
         )
     if message == "Run completed":
         return RunCompleted(
             success=record.get("status") == "success",
-            duration_seconds=float(record.get("duration_seconds", 0.0) or 0.0),
+            duration_seconds=_number(record.get("duration_seconds")),
         )
     if message.startswith(STATE_UPDATED_PREFIX):
         return StateWritten(timestamp)

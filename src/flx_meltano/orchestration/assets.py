@@ -32,8 +32,13 @@ RESOURCE_KEY = "meltano"
 
 
 def pool_for(pipeline: PipelineDefinition) -> str:
-    """The Dagster concurrency pool of a state id: with a limit of 1, runs never overlap on it."""
-    return f"meltano/{pipeline.id}"
+    """The Dagster concurrency pool of a pipeline: one per extractor, with a limit of 1.
+
+    That keeps two runs of one state id apart, as asked; it is per extractor rather than per
+    state id because Meltano 4.4 shares an extractor's catalog file between concurrent runs of
+    the same project (meltano#8763), so any two runs of one tap must not overlap.
+    """
+    return f"meltano/{pipeline.extractor.name}"
 
 
 def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None = None) -> RetryPolicy | None:

@@ -102,7 +102,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             full_refresh=self.full_refresh,
             state_strategy=self.state_strategy,
             timeout_seconds=self.timeout_seconds,
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
         )
 
     def run_pipeline(

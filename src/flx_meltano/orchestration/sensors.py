@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetKey,
+    AssetSelection,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -62,6 +63,7 @@ def build_stale_pipeline_sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
+        asset_selection=AssetSelection.assets(*(key for rule in rules for key in rule.asset_keys)),
         description="Runs a Meltano pipeline whose last success is older than meta.dagster.freshness_hours.",
     )
     def _stale(context: SensorEvaluationContext) -> SensorResult | SkipReason:
