@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +77,8 @@ class MeltanoStateStore:
         self.environment = environment
         self.env = {**QUIET_MELTANO_ENV, **(env or {})}
         self._service: Any = None
+        # Meltano's project loading and os.environ are process-wide: one caller at a time.
+        self._lock = threading.RLock()
 
     def _state_service(self) -> Any:
         if self._service is None:
@@ -85,7 +88,7 @@ class MeltanoStateStore:
             from meltano.core.project import Project
             from meltano.core.state_service import StateService
 
-            with _environ(self.env):
+            with self._lock, _environ(self.env):
                 project = Project(self.project_dir)
                 if self.environment:
                     project.activate_environment(self.environment)
@@ -102,14 +105,14 @@ class MeltanoStateStore:
     @property
     def backend_label(self) -> str:
         """Where the state lives, as Meltano names it (e.g. ``the system database``)."""
-        with _environ(self.env):
+        with self._lock, _environ(self.env):
             return str(self._state_service().state_store_manager.label)
 
     def get(self, state_id: StateId | str) -> SingerState | None:
         """The state of ``state_id``, or None when it has none."""
         key = str(state_id)
         try:
-            with _environ(self.env):
+            with self._lock, _environ(self.env):
                 raw = self._state_service().get_state(key)
         except Exception as exc:
             raise StateAccessError(f"reading state {key!r} failed: {exc}") from exc
@@ -124,7 +127,7 @@ class MeltanoStateStore:
         """Replace the state of ``state_id`` (complete state, as ``meltano state set``)."""
         key = str(state_id)
         try:
-            with _environ(self.env):
+            with self._lock, _environ(self.env):
                 self._state_service().set_state(key, json.dumps(state.payload()))
         except Exception as exc:
             raise StateAccessError(f"writing state {key!r} failed: {exc}") from exc
@@ -133,7 +136,7 @@ class MeltanoStateStore:
         """Remove the state of ``state_id``."""
         key = str(state_id)
         try:
-            with _environ(self.env):
+            with self._lock, _environ(self.env):
                 self._state_service().clear_state(key)
         except Exception as exc:
             raise StateAccessError(f"clearing state {key!r} failed: {exc}") from exc
@@ -141,7 +144,7 @@ class MeltanoStateStore:
     def state_ids(self, pattern: str | None = None) -> list[str]:
         """State ids in the backend, optionally filtered by a glob pattern."""
         try:
-            with _environ(self.env):
+            with self._lock, _environ(self.env):
                 manager = self._state_service().state_store_manager
                 return sorted(manager.get_state_ids(pattern))
         except Exception as exc:
@@ -158,6 +161,10 @@ class MeltanoStateStore:
 
     def close(self) -> None:
         """Release the backend connection."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._service is not None:
             session = self._service.session
             self._service.close()
