@@ -8,7 +8,7 @@ import typer
 
 from flx_meltano import __version__
 from flx_meltano.application.doctor import run_doctor
-from flx_meltano.cli import catalog, db, runs
+from flx_meltano.cli import catalog, db, runs, state
 from flx_meltano.cli.output import console, print_json
 from flx_meltano.settings import Settings
 
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
 runs.register(app)
+state.register(app)
 
 
 def _version(value: bool) -> None:

@@ -18,8 +18,19 @@ class EventStore:
     def __init__(self, connection: sa.Connection) -> None:
         self.connection = connection
 
-    def append(self, stream_id: str, expected_version: int, new_events: Sequence[DomainEvent]) -> int:
-        """Append after ``expected_version``; ConcurrencyConflict if someone else got there first."""
+    def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[DomainEvent],
+        *,
+        savepoint: bool = True,
+    ) -> int:
+        """Append after ``expected_version``; ConcurrencyConflict if someone else got there first.
+
+        ``savepoint=False`` skips the savepoint (faster for bulk writers; a conflict then aborts
+        the whole transaction, which such writers roll back anyway).
+        """
         if not new_events:
             return expected_version
         rows = [
@@ -33,8 +44,11 @@ class EventStore:
             for offset, event in enumerate(new_events, start=1)
         ]
         try:
-            # A savepoint keeps the caller's transaction usable for reporting the conflict.
-            with self.connection.begin_nested():
+            if savepoint:
+                # A savepoint keeps the caller's transaction usable after a conflict.
+                with self.connection.begin_nested():
+                    self.connection.execute(events.insert(), rows)
+            else:
                 self.connection.execute(events.insert(), rows)
         except IntegrityError as exc:
             if "events_stream_version" in str(exc.orig):

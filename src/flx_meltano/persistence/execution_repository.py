@@ -189,6 +189,10 @@ class ExecutionRepository:
                 results[result.execution_id].append(result)
         return [_from_rows(row, results[row.id]) for row in rows]
 
+    def history_of(self, pipeline_id: str, limit: int = 20) -> list[PipelineExecution]:
+        """The newest executions of one pipeline."""
+        return self.history(ExecutionFilter(pipeline_id=pipeline_id, limit=limit))
+
     def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
         """Executions still PENDING or RUNNING (of one pipeline, or all)."""
         statement = sa.select(executions).where(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +87,68 @@ class SnapshotRepository:
             ],
         )
         return StateSnapshot(snapshot_id, state_id, at, reason, checksum, state, label, execution_id)
+
+    def add_many(
+        self,
+        states: Mapping[str, SingerState],
+        *,
+        reason: SnapshotReason,
+        at: datetime,
+        label: str | None = None,
+    ) -> list[StateSnapshot]:
+        """Store many snapshots and their events in a few statements (for backups of thousands)."""
+        if not states:
+            return []
+        ordered = sorted(states.items())
+        rows = [
+            {
+                "state_id": state_id,
+                "taken_at": at,
+                "reason": str(reason),
+                "label": label,
+                "checksum": state.checksum,
+                "state": state.payload(),
+                "execution_id": None,
+            }
+            for state_id, state in ordered
+        ]
+        ids = (
+            self.connection.execute(
+                state_snapshots.insert().returning(state_snapshots.c.id, sort_by_parameter_order=True), rows
+            )
+            .scalars()
+            .all()
+        )
+        streams = [f"state-{state_id}" for state_id, _ in ordered]
+        versions: dict[str, int] = {
+            stream_id: version
+            for stream_id, version in self.connection.execute(
+                sa.select(events.c.stream_id, sa.func.max(events.c.version))
+                .where(events.c.stream_id.in_(streams))
+                .group_by(events.c.stream_id)
+            )
+        }
+        taken: list[StateSnapshot] = []
+        for snapshot_id, (state_id, state) in zip(ids, ordered, strict=True):
+            checksum = state.checksum
+            stream = f"state-{state_id}"
+            self.events.append(
+                stream,
+                int(versions.get(stream) or 0),
+                [
+                    StateSnapshotTaken(
+                        state_id,
+                        at,
+                        snapshot_id=snapshot_id,
+                        reason=str(reason),
+                        checksum=checksum,
+                        label=label,
+                    )
+                ],
+                savepoint=False,
+            )
+            taken.append(StateSnapshot(snapshot_id, state_id, at, reason, checksum, state, label))
+        return taken
 
     def get(self, snapshot_id: int) -> StateSnapshot:
         """One snapshot; NotFound naming the id."""

@@ -76,6 +76,16 @@ class TargetJsonLines(Target):
                 "an error (non-zero exit). Records drained before that stay on disk."
             ),
         ),
+        th.Property(
+            "emit_empty_final_state",
+            th.BooleanType,
+            default=False,
+            title="Emit Empty Final State (testing)",
+            description=(
+                "Testing knob: after the last drain, emit a STATE with no bookmarks, as a "
+                "misbehaving target would; it wipes the pipeline's bookmarks in Meltano."
+            ),
+        ),
     ).to_dict()
 
     def __init__(
@@ -177,6 +187,12 @@ class TargetJsonLines(Target):
         limit = self.config.get("fail_after_records")
         if limit is not None and self._records_received >= limit:
             raise FailAfterRecordsError(limit)
+
+    def drain_all(self, *, is_endofpipe: bool = False) -> None:
+        """Drain every sink; with ``emit_empty_final_state``, end with an empty STATE."""
+        super().drain_all(is_endofpipe=is_endofpipe)
+        if is_endofpipe and self.config.get("emit_empty_final_state"):
+            super()._write_state_message({"bookmarks": {}})
 
     def _write_state_message(self, state: dict[str, t.Any]) -> None:
         """Emit a STATE value unless it is the one emitted last.

@@ -1,0 +1,326 @@
+"""State backup and restore: snapshots with full history, diff, restore, export/import, copy, prune."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flx_meltano.application.context import AppContext
+from flx_meltano.domain import state_file
+from flx_meltano.domain.events import StateRestored
+from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
+from flx_meltano.integration.state_access import MeltanoStateStore
+from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
+
+Progress = Callable[[int, int], None]
+
+
+class StateError(Exception):
+    """A state operation was refused or named something that does not exist."""
+
+
+class UnknownStateId(StateError, LookupError):
+    """No state is stored for that state id."""
+
+
+class ExecutionRunning(StateError):
+    """An execution of the state id is RUNNING; restoring now would race it."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    """What a backup did."""
+
+    taken: list[StateSnapshot] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def _live_states(
+    store: MeltanoStateStore, state_ids: Sequence[str] | None, pattern: str | None
+) -> dict[str, SingerState]:
+    if state_ids:
+        states: dict[str, SingerState] = {}
+        for state_id in state_ids:
+            state = store.get(state_id)
+            if state is None:
+                raise UnknownStateId(f"no state for state id {state_id!r} in {store.backend_label}")
+            states[state_id] = state
+        return states
+    return store.get_many(pattern)
+
+
+def backup(
+    ctx: AppContext,
+    state_ids: Sequence[str] | None = None,
+    pattern: str | None = None,
+    label: str | None = None,
+    progress: Progress | None = None,
+) -> BackupReport:
+    """Snapshot one, many (glob ``pattern``) or all state ids; unchanged states make no snapshot."""
+    live = _live_states(ctx.state_store, state_ids, pattern)
+    with ctx.unit_of_work() as uow:
+        latest = uow.snapshots.latest_checksums(list(live))
+        changed = {sid: st for sid, st in live.items() if latest.get(sid) != st.checksum}
+        taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=_now(), label=label)
+        uow.commit()
+    if progress:
+        progress(len(live), len(live))
+    return BackupReport(taken=taken, unchanged=sorted(set(live) - set(changed)))
+
+
+def list_snapshots(
+    ctx: AppContext,
+    state_id: str | None = None,
+    since: datetime | None = None,
+    label: str | None = None,
+    limit: int | None = None,
+) -> list[StateSnapshot]:
+    """Snapshots, newest first."""
+    with ctx.unit_of_work() as uow:
+        return uow.snapshots.list(state_id, since=since, label=label, limit=limit)
+
+
+def get(ctx: AppContext, snapshot_id: int) -> StateSnapshot:
+    """One snapshot; StateError naming the id when there is none."""
+    with ctx.unit_of_work() as uow:
+        try:
+            return uow.snapshots.get(snapshot_id)
+        except NotFound as exc:
+            raise StateError(str(exc)) from None
+
+
+def latest(ctx: AppContext, state_id: str) -> StateSnapshot | None:
+    """The newest snapshot of a state id."""
+    with ctx.unit_of_work() as uow:
+        return uow.snapshots.latest(state_id)
+
+
+def diff(ctx: AppContext, a: int, b: int) -> list[StreamDiff]:
+    """Per stream, how the bookmarks of snapshot ``b`` differ from snapshot ``a``."""
+    return diff_states(get(ctx, a).state, get(ctx, b).state)
+
+
+def diff_live(ctx: AppContext, snapshot_id: int, state_id: str | None = None) -> list[StreamDiff]:
+    """How the live state (of the snapshot's state id, or ``state_id``) differs from a snapshot."""
+    snapshot = get(ctx, snapshot_id)
+    return diff_states(snapshot.state, ctx.state_store.get(state_id or snapshot.state_id))
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did (or, with dry_run, would do)."""
+
+    snapshot: StateSnapshot
+    state_id: str
+    changes: list[StreamDiff]
+    pre_restore_snapshot_id: int | None
+    dry_run: bool
+
+
+def restore(
+    ctx: AppContext,
+    snapshot_id: int,
+    to_state_id: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+) -> RestoreResult:
+    """Write a snapshot back through Meltano's state backend, after a pre-restore snapshot.
+
+    Refused (ExecutionRunning) while an execution of the target state id is RUNNING, unless forced.
+    """
+    snapshot = get(ctx, snapshot_id)
+    target = to_state_id or snapshot.state_id
+    current = ctx.state_store.get(target)
+    changes = diff_states(current, snapshot.state)
+    with ctx.unit_of_work() as uow:
+        running = uow.executions.active(target)
+        if running and not force:
+            raise ExecutionRunning(
+                f"execution {running[0].id} of {target} is {running[0].status}; restoring now would "
+                "race it (wait, cancel it, or force)"
+            )
+        if dry_run:
+            return RestoreResult(snapshot, target, changes, None, True)
+        pre_restore = None
+        if current is not None:
+            pre_restore = _snapshot_current(uow, target, current, SnapshotReason.PRE_RESTORE)
+        uow.commit()
+    ctx.state_store.set(target, snapshot.state)
+    with ctx.unit_of_work() as uow:
+        uow.snapshots.append_state_events(
+            target,
+            [
+                StateRestored(
+                    target,
+                    _now(),
+                    snapshot_id=snapshot.id,
+                    source_state_id=snapshot.state_id,
+                    pre_restore_snapshot_id=pre_restore,
+                )
+            ],
+        )
+        uow.commit()
+    return RestoreResult(snapshot, target, changes, pre_restore, False)
+
+
+def _snapshot_current(uow: SqlUnitOfWork, state_id: str, state: SingerState, reason: SnapshotReason) -> int:
+    """Snapshot ``state`` (or reuse the newest snapshot holding exactly it); its id."""
+    newest = uow.snapshots.latest(state_id)
+    if newest is not None and newest.checksum == state.checksum:
+        return newest.id
+    return uow.snapshots.add(state_id, state, reason=reason, at=_now()).id
+
+
+def restore_previous(ctx: AppContext, state_id: str, force: bool = False) -> RestoreResult:
+    """Put back the last good state: the state before the newest run flagged as a regression.
+
+    Without a flagged run, the newest snapshot that has bookmarks and differs from the live state.
+    """
+    current = ctx.state_store.get(state_id)
+    with ctx.unit_of_work() as uow:
+        flagged = next(
+            (e for e in uow.executions.history_of(state_id) if e.warnings and e.state_before), None
+        )
+        candidates = uow.snapshots.list(state_id)
+    if flagged is not None and flagged.state_before is not None:
+        good = SingerState.from_payload(flagged.state_before)
+        match = next((s for s in candidates if s.checksum == good.checksum), None)
+    else:
+        match = next(
+            (
+                s
+                for s in candidates
+                if not s.state.is_empty and (current is None or s.checksum != current.checksum)
+            ),
+            None,
+        )
+    if match is None:
+        raise StateError(f"no earlier good state of {state_id!r} to restore")
+    return restore(ctx, match.id, force=force)
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote."""
+
+    path: Path
+    state_ids: list[str]
+
+
+def export(
+    ctx: AppContext,
+    path: str | Path,
+    state_ids: Sequence[str] | None = None,
+    pattern: str | None = None,
+) -> ExportReport:
+    """Write the live states to a versioned JSON file (atomically: all or nothing)."""
+    target = Path(path)
+    live = _live_states(ctx.state_store, state_ids, pattern)
+    text = state_file.render(
+        [state_file.ExportedState(sid, st) for sid, st in sorted(live.items())],
+        exported_at=_now(),
+        source={
+            "project": str(ctx.settings.project_dir),
+            "environment": ctx.environment,
+            "backend": ctx.state_store.backend_label,
+        },
+    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=target.parent, prefix=f".{target.name}.", delete=False
+        ) as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        Path(tmp.name).replace(target)
+    except OSError as exc:
+        raise StateError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return ExportReport(target, sorted(live))
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import wrote (or, with dry_run, would write)."""
+
+    path: Path
+    changes: dict[str, list[StreamDiff]]
+    dry_run: bool
+
+
+def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: bool = False) -> ImportReport:
+    """Validate the whole file, then write every state through Meltano's backend, snapshotting each."""
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise StateError(f"cannot read {source}: {exc.strerror or exc}") from None
+    states = state_file.parse(text, where=str(source))
+    changes = {s.state_id: diff_states(ctx.state_store.get(s.state_id), s.state) for s in states}
+    if dry_run:
+        return ImportReport(source, changes, True)
+    with ctx.unit_of_work() as uow:
+        busy = [sid for sid in changes if uow.executions.active(sid)]
+        if busy and not force:
+            raise ExecutionRunning(
+                f"executions of {', '.join(busy)} are RUNNING; importing now would race them"
+            )
+        for entry in states:
+            current = ctx.state_store.get(entry.state_id)
+            if current is not None:
+                _snapshot_current(uow, entry.state_id, current, SnapshotReason.PRE_RESTORE)
+        uow.commit()
+    for entry in states:
+        ctx.state_store.set(entry.state_id, entry.state)
+    with ctx.unit_of_work() as uow:
+        uow.snapshots.add_many({s.state_id: s.state for s in states}, reason=SnapshotReason.IMPORT, at=_now())
+        uow.commit()
+    return ImportReport(source, changes, False)
+
+
+def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress | None = None) -> list[str]:
+    """Copy the states matching ``pattern`` to another Meltano state backend (e.g. file://, s3://)."""
+    live = ctx.state_store.get_many(pattern)
+    destination = MeltanoStateStore(
+        ctx.settings.project_dir,
+        ctx.environment,
+        env={**ctx.run_env, "MELTANO_STATE_BACKEND_URI": to_backend_uri},
+    )
+    try:
+        for index, (state_id, state) in enumerate(sorted(live.items()), start=1):
+            destination.set(state_id, state)
+            if progress:
+                progress(index, len(live))
+    finally:
+        destination.close()
+    return sorted(live)
+
+
+def prune(ctx: AppContext, keep_last: int, older_than: datetime | None = None) -> int:
+    """Delete snapshots beyond the newest ``keep_last`` per state id (and older than ``older_than``).
+
+    The newest snapshot of every state id is always kept.
+    """
+    keep = max(keep_last, 1)
+    with ctx.unit_of_work() as uow:
+        doomed: list[int] = []
+        by_state: dict[str, list[StateSnapshot]] = {}
+        for snapshot in uow.snapshots.list():
+            by_state.setdefault(snapshot.state_id, []).append(snapshot)
+        for snapshots in by_state.values():
+            for snapshot in snapshots[keep:]:
+                if older_than is None or snapshot.taken_at < older_than:
+                    doomed.append(snapshot.id)
+        removed = uow.snapshots.delete(doomed)
+        uow.commit()
+    return removed

@@ -1,0 +1,323 @@
+"""``flx-meltano state``: back up, list, show, diff, restore, export, import, copy and prune Singer state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress
+
+from flx_meltano.application import state_backup as uc
+from flx_meltano.application.context import AppContext
+from flx_meltano.cli.output import console, error_console, print_json, print_table
+from flx_meltano.domain.errors import DomainError
+from flx_meltano.domain.snapshots import StateSnapshot
+from flx_meltano.domain.state import StreamDiff
+from flx_meltano.integration.errors import IntegrationError
+
+app = typer.Typer(help="Singer state backup and restore, with full history.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+CHANGE_STYLE = {"forward": "green", "backward": "red", "removed": "red", "added": "cyan", "changed": "yellow"}
+
+
+@contextmanager
+def _context() -> Iterator[AppContext]:
+    ctx = AppContext()
+    try:
+        yield ctx
+    except (uc.StateError, DomainError, IntegrationError) as exc:
+        error_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        ctx.close()
+
+
+def _bookmark(entry: Any) -> str:
+    if isinstance(entry, dict):
+        value = entry.get("replication_key_value")
+        if value is not None:
+            return str(value)
+        return "{...}" if entry else "{}"
+    return "-" if entry is None else str(entry)
+
+
+def _snapshot_dict(s: StateSnapshot, with_state: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": s.id,
+        "state_id": s.state_id,
+        "taken_at": s.taken_at,
+        "reason": str(s.reason),
+        "label": s.label,
+        "checksum": s.checksum,
+        "execution_id": s.execution_id,
+        "streams": len(s.state.bookmarks),
+    }
+    if with_state:
+        data["state"] = s.state.payload()
+    return data
+
+
+def _print_snapshots(rows: list[StateSnapshot], title: str) -> None:
+    print_table(
+        title,
+        ["id", "state id", "taken", "reason", "label", "streams", "checksum"],
+        [
+            [s.id, s.state_id, s.taken_at, str(s.reason), s.label, len(s.state.bookmarks), s.checksum[:12]]
+            for s in rows
+        ],
+    )
+
+
+def _diff_dicts(diffs: list[StreamDiff]) -> list[dict[str, Any]]:
+    return [
+        {"stream": d.stream, "change": str(d.change), "before": d.before, "after": d.after} for d in diffs
+    ]
+
+
+def _print_diff(diffs: list[StreamDiff], title: str) -> None:
+    rows = []
+    for d in diffs:
+        style = CHANGE_STYLE.get(str(d.change), "")
+        change = f"[{style}]{d.change}[/{style}]" if style else str(d.change)
+        rows.append([d.stream, change, _bookmark(d.before), _bookmark(d.after)])
+    print_table(title, ["stream", "change", "before", "after"], rows)
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if not yes and not typer.confirm(question, default=False):
+        console.print("nothing changed")
+        raise typer.Exit(1)
+
+
+@app.command("backup")
+def backup_command(
+    state_id: Annotated[list[str] | None, typer.Argument(help="State ids (default: all).")] = None,
+    pattern: Annotated[str | None, typer.Option("--pattern", "-p", help="Glob, e.g. 'prod:*'.")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="A label for these snapshots.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Snapshot one, many or all state ids (unchanged ones are skipped)."""
+    with _context() as ctx:
+        if as_json:
+            report = uc.backup(ctx, state_id or None, pattern, label)
+            print_json({"taken": [_snapshot_dict(s) for s in report.taken], "unchanged": report.unchanged})
+            return
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("backing up state", total=None)
+            report = uc.backup(
+                ctx,
+                state_id or None,
+                pattern,
+                label,
+                lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        if report.taken:
+            _print_snapshots(report.taken, f"{len(report.taken)} snapshot(s) taken")
+        else:
+            console.print("no new snapshots")
+        if report.unchanged:
+            console.print(f"{len(report.unchanged)} state id(s) unchanged since their last snapshot")
+
+
+@app.command("list")
+def list_command(
+    state_id: Annotated[str | None, typer.Argument(help="Only this state id.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only snapshots taken since.")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """Snapshots, newest first."""
+    with _context() as ctx:
+        rows = uc.list_snapshots(ctx, state_id, since, label, limit)
+    if as_json:
+        print_json([_snapshot_dict(s) for s in rows])
+    else:
+        _print_snapshots(rows, "snapshots")
+
+
+@app.command("show")
+def show_command(
+    snapshot_id: Annotated[int, typer.Argument(help="Snapshot id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One snapshot with its bookmarks."""
+    with _context() as ctx:
+        s = uc.get(ctx, snapshot_id)
+    if as_json:
+        print_json(_snapshot_dict(s, with_state=True))
+        return
+    console.print(
+        f"snapshot [bold]{s.id}[/bold] of {s.state_id}, {s.reason}, {s.taken_at:%Y-%m-%d %H:%M:%S}"
+        + (f", label {s.label}" if s.label else ""),
+        highlight=False,
+    )
+    print_table(None, ["stream", "bookmark"], [[k, _bookmark(v)] for k, v in s.state.bookmarks.items()])
+
+
+@app.command("diff")
+def diff_command(
+    a: Annotated[int, typer.Argument(help="Snapshot id (before).")],
+    b: Annotated[
+        int | None, typer.Argument(help="Snapshot id (after); omit to compare with the live state.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Per stream: bookmark moved forward, backward, added or removed."""
+    with _context() as ctx:
+        diffs = uc.diff(ctx, a, b) if b is not None else uc.diff_live(ctx, a)
+    if as_json:
+        print_json(_diff_dicts(diffs))
+    else:
+        _print_diff(diffs, f"snapshot {a} -> {b if b is not None else 'live state'}")
+
+
+@app.command("restore")
+def restore_command(
+    snapshot_id: Annotated[int | None, typer.Argument(help="Snapshot id to restore.")] = None,
+    to_state_id: Annotated[str | None, typer.Option("--to", help="Restore into another state id.")] = None,
+    previous: Annotated[
+        str | None, typer.Option("--previous", help="Restore the last good state of this state id.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Restore even while an execution is RUNNING.")] = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a snapshot back through Meltano's state backend (a pre-restore snapshot is taken first)."""
+    if (snapshot_id is None) == (previous is None):
+        error_console.print("[red]error:[/red] give a snapshot id or --previous STATE_ID")
+        raise typer.Exit(2)
+    with _context() as ctx:
+        if previous is not None:
+            if not yes and not dry_run:
+                _confirm(f"restore the last good state of {previous}?", yes)
+            result = uc.restore_previous(ctx, previous, force)
+        else:
+            assert snapshot_id is not None
+            preview = uc.restore(ctx, snapshot_id, to_state_id, dry_run=True, force=force)
+            if not dry_run:
+                _print_diff(preview.changes, f"restoring snapshot {snapshot_id} into {preview.state_id}")
+                _confirm(f"write snapshot {snapshot_id} into {preview.state_id}?", yes or as_json)
+            result = preview if dry_run else uc.restore(ctx, snapshot_id, to_state_id, force=force)
+    if as_json:
+        print_json(
+            {
+                "snapshot_id": result.snapshot.id,
+                "state_id": result.state_id,
+                "dry_run": result.dry_run,
+                "pre_restore_snapshot_id": result.pre_restore_snapshot_id,
+                "changes": _diff_dicts(result.changes),
+            }
+        )
+        return
+    verb = "would restore" if result.dry_run else "restored"
+    _print_diff(result.changes, f"{verb} snapshot {result.snapshot.id} into {result.state_id}")
+    if result.pre_restore_snapshot_id:
+        console.print(f"the state before is kept as snapshot {result.pre_restore_snapshot_id}")
+
+
+@app.command("export")
+def export_command(
+    path: Annotated[Path, typer.Argument(help="File to write.")],
+    state_id: Annotated[
+        list[str] | None, typer.Option("--state-id", "-s", help="Only these (repeatable).")
+    ] = None,
+    pattern: Annotated[str | None, typer.Option("--pattern", "-p")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write live states to a versioned JSON file with checksums."""
+    with _context() as ctx:
+        report = uc.export(ctx, path, state_id or None, pattern)
+    if as_json:
+        print_json({"path": str(report.path), "state_ids": report.state_ids})
+    else:
+        console.print(f"exported {len(report.state_ids)} state(s) to {report.path}", highlight=False)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="A file written by 'state export'.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    force: Annotated[bool, typer.Option(help="Import even while executions are RUNNING.")] = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate the whole file, then write its states (each current state is snapshotted first)."""
+    with _context() as ctx:
+        preview = uc.import_(ctx, path, dry_run=True)
+        if not dry_run:
+            for state_id, diffs in preview.changes.items():
+                _print_diff(diffs, state_id)
+            _confirm(f"write {len(preview.changes)} state(s) from {path}?", yes or as_json)
+        report = preview if dry_run else uc.import_(ctx, path, force=force)
+    if as_json:
+        print_json(
+            {
+                "path": str(report.path),
+                "dry_run": report.dry_run,
+                "changes": {k: _diff_dicts(v) for k, v in report.changes.items()},
+            }
+        )
+    else:
+        console.print(f"{'would import' if report.dry_run else 'imported'} {len(report.changes)} state(s)")
+
+
+@app.command("copy")
+def copy_command(
+    pattern: Annotated[str, typer.Argument(help="Glob of state ids, e.g. '*' or 'prod:*'.")],
+    to_backend: Annotated[str, typer.Argument(help="Destination backend URI, e.g. file:///backups/state.")],
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy states to another Meltano state backend (systemdb, file://, s3://, ...)."""
+    with _context() as ctx:
+        if not as_json:
+            _confirm(f"copy states matching {pattern!r} to {to_backend} (overwriting them there)?", yes)
+        with Progress(console=console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("copying state", total=None)
+            copied = uc.copy(
+                ctx, pattern, to_backend, lambda d, t: progress.update(task, completed=d, total=t)
+            )
+    if as_json:
+        print_json({"copied": copied, "to": to_backend})
+    else:
+        console.print(f"copied {len(copied)} state(s) to {to_backend}", highlight=False)
+
+
+@app.command("prune")
+def prune_command(
+    keep_last: Annotated[
+        int, typer.Option("--keep-last", help="Snapshots to keep per state id (at least 1).")
+    ] = 10,
+    older_than: Annotated[
+        datetime | None, typer.Option(help="Only delete snapshots taken before this.")
+    ] = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old snapshots; the newest snapshot of every state id is always kept."""
+    _confirm(
+        f"delete snapshots beyond the newest {keep_last} per state id"
+        + (f" taken before {older_than}" if older_than else "")
+        + "?",
+        yes or as_json,
+    )
+    with _context() as ctx:
+        removed = uc.prune(ctx, keep_last, older_than)
+    if as_json:
+        print_json({"removed": removed})
+    else:
+        console.print(f"removed {removed} snapshot(s)")
+
+
+def register(root: typer.Typer) -> None:
+    """Mount under ``flx-meltano state``."""
+    root.add_typer(app, name="state")
