@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-jsonlines/pyproject.toml
 
-.PHONY: help setup demo test lint check bench clean-db
+.PHONY: help setup demo jobs test lint bench lock clean-db
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,8 +31,11 @@ $(VENV)/.installed: $(UV) requirements.lock pyproject.toml
 setup: $(VENV)/.installed .meltano/.installed  ## Virtual environment, packages, Meltano plugins, store
 	$(BIN)/flx-meltano db start
 
-demo: setup  ## The main job: run the reference Meltano jobs once and show what ran
-	bash scripts/demo.sh
+demo: setup  ## The main job: Dagster UI and daemon over this Meltano project (embedded PostgreSQL)
+	bash scripts/dagster-dev.sh
+
+jobs: setup  ## Run the reference Meltano jobs once through flx-meltano (no Dagster) and show what ran
+	bash scripts/run-jobs.sh
 
 test: setup  ## Lint, type-check, import contracts, then the whole test suite
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: run the reference Meltano jobs once and show what ran.
+# Run the reference Meltano jobs once through flx-meltano (no Dagster) and show what ran.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLX=.venv/bin/flx-meltano
