@@ -25,7 +25,7 @@ def start(settings: Settings) -> str:
         write_dotenv(settings.project_dir / ".env", database.warehouse_environment(location))
     where = "embedded PostgreSQL" if location.embedded else "FLX_DATABASE_URL"
     url = database.redact_url(location.store_url)
-    return f"store ready at {url} ({where}), migration {database.head_revision()}"
+    return f"store ready at {url} ({where}), migration {database.HEAD_REVISION}"
 
 
 def stop(settings: Settings) -> bool:
@@ -53,7 +53,7 @@ def migrate(settings: Settings) -> str:
     """Bring the store to the newest migration."""
     location = database.locate(settings)
     database.migrate(database.engine_for(location.store_url))
-    return f"migrated {database.redact_url(location.store_url)} to {database.head_revision()}"
+    return f"migrated {database.redact_url(location.store_url)} to {database.HEAD_REVISION}"
 
 
 def warehouse_environment(settings: Settings) -> dict[str, str]:

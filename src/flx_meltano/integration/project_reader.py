@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from meltano.core.schedule import is_valid_cron
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -28,6 +27,7 @@ from flx_meltano.domain.project import (
     Source,
     Task,
 )
+from flx_meltano.integration.cron import is_valid_cron
 from flx_meltano.integration.errors import ProjectError
 
 _SECRET_KINDS = frozenset({"password", "oauth"})
