@@ -37,7 +37,10 @@ demo: setup  ## The main job: Dagster UI and daemon over this Meltano project (e
 jobs: setup  ## Run the reference Meltano jobs once through flx-meltano (no Dagster) and show what ran
 	bash scripts/run-jobs.sh
 
-test: setup  ## Lint, type-check, import contracts, then the whole test suite
+browser:  ## Headless Chromium for the UI test (Debian packages, as root; skipped when present)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+test: setup browser  ## Lint, type-check, import contracts, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports

@@ -270,3 +270,32 @@ def test_building_definitions_never_starts_meltano(default_store_url, monkeypatc
     monkeypatch.setattr(subprocess, "run", refuse)
     defs = _defs(default_store_url)
     assert len(list(defs.resolve_all_asset_specs())) == 9
+
+
+def test_op_config_runs_one_full_refresh_keeping_the_resource_settings(meltano_sandbox, default_store_url):
+    defs = _defs(default_store_url)
+    files = [a for a in _assets(defs) if AssetKey([*FILES, "orders"]) in a.keys]
+    resource = MeltanoResource(project_dir=str(REPO), database_url=default_store_url)
+    assert materialize(files, resources={"meltano": resource}).success
+    again = materialize(files, resources={"meltano": resource})
+    incremental = {
+        e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"].value
+        for e in again.get_asset_materialization_events()
+    }
+    assert incremental["orders"] == 0
+    refreshed = materialize(
+        files,
+        resources={"meltano": resource},
+        run_config={"ops": {"tap_shopsim_to_target_jsonlines": {"config": {"full_refresh": True}}}},
+    )
+    counts = {
+        e.asset_key.path[-1]: e.materialization.metadata["dagster/row_count"]
+        for e in refreshed.get_asset_materialization_events()
+    }
+    assert counts["orders"].value == 100
+    execution_id = (
+        refreshed.get_asset_materialization_events()[0].materialization.metadata["meltano/execution_id"].value
+    )
+    stored = queries.get_execution(meltano_sandbox.context(default_store_url), execution_id)
+    assert stored.full_refresh is True
+    assert stored.warnings == ()  # a full refresh may rewind bookmarks: not a regression

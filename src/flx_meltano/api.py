@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from flx_meltano.application import commands, queries
-from flx_meltano.application.context import AppContext
+from flx_meltano.application.context import open_context
 from flx_meltano.application.doctor import Check, run_doctor
 from flx_meltano.application.run import RunObserver, RunOptions
 from flx_meltano.application.run import run as _run
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.settings import Settings
-
-
-@contextmanager
-def _context(settings: Settings | None) -> Iterator[AppContext]:
-    ctx = AppContext(settings=settings or Settings())
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def run(
@@ -34,13 +23,13 @@ def run(
     settings: Settings | None = None,
 ) -> list[PipelineExecution]:
     """Run a job or pipeline through meltano and return its recorded executions."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return _run(ctx, target, options, observer)
 
 
 def pipelines(*, settings: Settings | None = None) -> list[queries.PipelineStatus]:
     """Every pipeline with its last status."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.list_pipelines(ctx)
 
 
@@ -53,13 +42,13 @@ def executions(
     settings: Settings | None = None,
 ) -> list[PipelineExecution]:
     """Execution history, newest first."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.execution_history(ctx, pipeline=pipeline, status=status, since=since, limit=limit)
 
 
 def execution(execution_id: str, *, settings: Settings | None = None) -> PipelineExecution:
     """One execution with its stream results."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.get_execution(ctx, execution_id)
 
 
@@ -67,25 +56,25 @@ def metrics(
     pipeline: str, stream: str | None = None, limit: int = 100, *, settings: Settings | None = None
 ) -> list[queries.StreamMetric]:
     """Per-stream results over time."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.stream_metrics(ctx, pipeline, stream, limit)
 
 
 def plugins(*, settings: Settings | None = None) -> list[Plugin]:
     """Plugins of the project."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.list_plugins(ctx)
 
 
 def plugin_config(name: str, *, settings: Settings | None = None) -> dict[str, Any]:
     """A plugin's configuration, secrets redacted."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return queries.plugin_config(ctx, name)
 
 
 def cancel(execution_id: str, *, settings: Settings | None = None) -> str:
     """Cancel a running execution started on this host."""
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return commands.cancel_execution(ctx, execution_id)
 
 

@@ -9,14 +9,13 @@ Every function takes an optional ``settings`` (default: ``Settings()`` from FLX_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from flx_meltano.application import state_backup as _uc
-from flx_meltano.application.context import AppContext
+from flx_meltano.application.context import AppContext, open_context
 from flx_meltano.application.state_backup import (
     BackupReport,
     ExecutionRunning,
@@ -57,17 +56,8 @@ __all__ = [
 T = TypeVar("T")
 
 
-@contextmanager
-def _context(settings: Settings | None) -> Iterator[AppContext]:
-    ctx = AppContext(settings=settings or Settings())
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
 def _call(settings: Settings | None, use_case: Callable[[AppContext], T]) -> T:
-    with _context(settings) as ctx:
+    with open_context(settings) as ctx:
         return use_case(ctx)
 
 

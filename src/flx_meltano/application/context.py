@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -56,3 +57,13 @@ class AppContext:
         """Release the state backend connection."""
         if "state_store" in self.__dict__:
             self.state_store.close()
+
+
+@contextmanager
+def open_context(settings: Settings | None = None) -> Iterator[AppContext]:
+    """An AppContext for one API call, closed afterwards."""
+    ctx = AppContext(settings=settings or Settings())
+    try:
+        yield ctx
+    finally:
+        ctx.close()

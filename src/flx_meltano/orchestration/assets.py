@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from flx_meltano.domain.project import Command, PipelineDefinition
-from flx_meltano.orchestration.resource import MeltanoResource
+from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
     MeltanoStream,
@@ -88,9 +88,11 @@ def meltano_pipeline_assets(
         op_tags={"meltano/state_id": tag_value(pipeline.id)},
         description=f"Meltano pipeline {pipeline.id}",
     )
-    def _pipeline(context: AssetExecutionContext) -> Iterator[MaterializeResult[Any] | AssetObservation]:
+    def _pipeline(
+        context: AssetExecutionContext, config: MeltanoRunConfig
+    ) -> Iterator[MaterializeResult[Any] | AssetObservation]:
         meltano: MeltanoResource = getattr(context.resources, resource_key)
-        yield from meltano.run_pipeline(context, pipeline, keys)
+        yield from meltano.run_pipeline(context, pipeline, keys, config)
 
     return _pipeline
 
@@ -118,9 +120,9 @@ def meltano_command_asset(
     @multi_asset(
         name=dagster_name(f"{job_name}__{command}"), specs=[spec], required_resource_keys={resource_key}
     )
-    def _command(context: AssetExecutionContext) -> MaterializeResult[Any]:
+    def _command(context: AssetExecutionContext, config: MeltanoRunConfig) -> MaterializeResult[Any]:
         meltano: MeltanoResource = getattr(context.resources, resource_key)
-        meltano.run_command(context, command)
+        meltano.run_command(context, command, config)
         return MaterializeResult(asset_key=key)
 
     return _command

@@ -11,6 +11,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
+    Config,
     ConfigurableResource,
     Failure,
     MaterializeResult,
@@ -57,6 +58,19 @@ def stream_metadata(execution: PipelineExecution, result: StreamResult) -> dict[
     return metadata
 
 
+class MeltanoRunConfig(Config):
+    """Per-run options of a Meltano pipeline asset (op config in the launchpad or run config).
+
+    ``ops: {<pipeline op>: {config: {full_refresh: true}}}`` for a one-off full refresh. Unset
+    fields fall back to the ``meltano`` resource's values.
+    """
+
+    full_refresh: bool = False
+    state_strategy: str | None = None
+    timeout_seconds: float | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
     """Runs Meltano pipelines for Dagster assets, recording every run in the flx store.
 
@@ -67,8 +81,11 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         database_url: the flx store (default: FLX_DATABASE_URL, else the embedded server).
         env: extra environment variables for meltano (plugin settings, credentials).
         timeout_seconds: cancel a pipeline run after this long.
-        full_refresh: ignore saved state (set in run config for a one-off full refresh).
+        full_refresh: ignore saved state on every run (for one run, use MeltanoRunConfig).
         state_strategy: Meltano's --state-strategy (auto, merge, overwrite).
+
+    Configure it where the Definitions are built; per-run options belong in MeltanoRunConfig
+    (run config for a resource replaces all of its constructed values in Dagster).
     """
 
     project_dir: str
@@ -94,15 +111,20 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         return AppContext(settings=self.settings(), env=dict(self.env))
 
     def _options(
-        self, context: AssetExecutionContext, streams: tuple[str, ...] | None
+        self,
+        context: AssetExecutionContext,
+        streams: tuple[str, ...] | None,
+        run_config: MeltanoRunConfig | None = None,
     ) -> run_use_case.RunOptions:
+        run_config = run_config or MeltanoRunConfig()
         return run_use_case.RunOptions(
             streams=streams,
             trigger=_trigger(context.run.tags),
-            full_refresh=self.full_refresh,
-            state_strategy=self.state_strategy,
-            timeout_seconds=self.timeout_seconds,
+            full_refresh=run_config.full_refresh or self.full_refresh,
+            state_strategy=run_config.state_strategy or self.state_strategy,
+            timeout_seconds=run_config.timeout_seconds or self.timeout_seconds,
             dagster_run_id=context.run.run_id,
+            env=dict(run_config.env),
         )
 
     def run_pipeline(
@@ -110,6 +132,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         context: AssetExecutionContext,
         pipeline: PipelineDefinition,
         stream_keys: Mapping[str, AssetKey],
+        run_config: MeltanoRunConfig | None = None,
     ) -> Iterator[MaterializeResult[Any] | AssetObservation]:
         """Run the selected streams of ``pipeline``; yield each one's result once the loader confirms it.
 
@@ -121,7 +144,8 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         ctx = self.app_context()
         execution: PipelineExecution | None = None
         try:
-            for update in run_use_case.execute_pipeline(ctx, pipeline, self._options(context, subset)):
+            options = self._options(context, subset, run_config)
+            for update in run_use_case.execute_pipeline(ctx, pipeline, options):
                 if isinstance(update, run_use_case.LogUpdate):
                     prefix = f"[{update.plugin}] " if update.plugin else "[meltano] "
                     context.log.log(_LEVELS.get(update.level, logging.INFO), prefix + update.message)
@@ -161,12 +185,14 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                 },
             )
 
-    def run_command(self, context: AssetExecutionContext, command: Command) -> None:
+    def run_command(
+        self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
+    ) -> None:
         """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
         ctx = self.app_context()
         observer = _DagsterLogObserver(context)
         try:
-            run_use_case.run_command(ctx, command, self._options(context, None), observer)
+            run_use_case.run_command(ctx, command, self._options(context, None, run_config), observer)
         except run_use_case.CommandFailed as exc:
             raise Failure(description=str(exc)) from exc
         finally:

@@ -67,6 +67,17 @@ def _result_row(execution_id: str, result: StreamResult) -> dict[str, Any]:
     }
 
 
+def _result_from_row(row: sa.Row[Any], status: str) -> StreamResult:
+    return StreamResult(
+        stream=row.stream,
+        records=row.records,
+        status=StreamStatus(status),
+        duration=Duration(row.duration_seconds) if row.duration_seconds is not None else None,
+        bookmark=row.bookmark,
+        finished_at=row.finished_at,
+    )
+
+
 def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExecution:
     return PipelineExecution(
         id=row.id,
@@ -86,17 +97,7 @@ def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExec
         failed_plugin=row.failed_plugin,
         exit_code=row.exit_code,
         warnings=tuple(row.warnings),
-        results={
-            r.stream: StreamResult(
-                stream=r.stream,
-                records=r.records,
-                status=StreamStatus(r.status),
-                duration=Duration(r.duration_seconds) if r.duration_seconds is not None else None,
-                bookmark=r.bookmark,
-                finished_at=r.finished_at,
-            )
-            for r in results
-        },
+        results={r.stream: _result_from_row(r, r.status) for r in results},
         version=row.version,
     )
 
@@ -239,14 +240,7 @@ class ExecutionRepository:
                 row.started_at,
                 row.id,
                 row.status,
-                StreamResult(
-                    stream=row.stream,
-                    records=row.records,
-                    status=StreamStatus(row.status_1),
-                    duration=Duration(row.duration_seconds) if row.duration_seconds is not None else None,
-                    bookmark=row.bookmark,
-                    finished_at=row.finished_at,
-                ),
+                _result_from_row(row, row.status_1),
             )
             for row in rows
         ]

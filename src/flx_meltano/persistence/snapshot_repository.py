@@ -11,9 +11,11 @@ import sqlalchemy as sa
 from flx_meltano.domain.events import DomainEvent, StateSnapshotTaken
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState
-from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.errors import ConcurrencyConflict, NotFound
 from flx_meltano.persistence.event_store import EventStore
 from flx_meltano.persistence.tables import events, state_snapshots
+
+STATE_APPEND_ATTEMPTS = 5
 
 
 def _snapshot(row: sa.Row[Any]) -> StateSnapshot:
@@ -43,10 +45,23 @@ class SnapshotRepository:
         )
         return int(self.connection.execute(query).scalar_one())
 
-    def append_state_events(self, state_id: str, new_events: Sequence[DomainEvent]) -> None:
-        """Append events to a state id's stream at its current version."""
+    def append_state_events(
+        self, state_id: str, new_events: Sequence[DomainEvent], version: int | None = None
+    ) -> None:
+        """Append events to a state id's stream, after whatever is there.
+
+        Unlike an execution's events, these are independent facts (a snapshot was taken, a state
+        restored): when another writer got there first, read the new version and append again.
+        """
         stream = f"state-{state_id}"
-        self.events.append(stream, self.stream_version(stream), new_events)
+        for attempt in range(STATE_APPEND_ATTEMPTS):
+            try:
+                expected = version if version is not None and attempt == 0 else self.stream_version(stream)
+                self.events.append(stream, expected, new_events)
+                return
+            except ConcurrencyConflict:
+                if attempt == STATE_APPEND_ATTEMPTS - 1:
+                    raise
 
     def add(
         self,
@@ -59,34 +74,10 @@ class SnapshotRepository:
         execution_id: str | None = None,
     ) -> StateSnapshot:
         """Store a snapshot and its StateSnapshotTaken event."""
-        checksum = state.checksum
-        snapshot_id = self.connection.execute(
-            state_snapshots.insert()
-            .values(
-                state_id=state_id,
-                taken_at=at,
-                reason=str(reason),
-                label=label,
-                checksum=checksum,
-                state=state.payload(),
-                execution_id=execution_id,
-            )
-            .returning(state_snapshots.c.id)
-        ).scalar_one()
-        self.append_state_events(
-            state_id,
-            [
-                StateSnapshotTaken(
-                    state_id,
-                    at,
-                    snapshot_id=snapshot_id,
-                    reason=str(reason),
-                    checksum=checksum,
-                    label=label,
-                )
-            ],
+        [snapshot] = self.add_many(
+            {state_id: state}, reason=reason, at=at, label=label, execution_id=execution_id
         )
-        return StateSnapshot(snapshot_id, state_id, at, reason, checksum, state, label, execution_id)
+        return snapshot
 
     def add_many(
         self,
@@ -95,8 +86,9 @@ class SnapshotRepository:
         reason: SnapshotReason,
         at: datetime,
         label: str | None = None,
+        execution_id: str | None = None,
     ) -> list[StateSnapshot]:
-        """Store many snapshots and their events in a few statements (for backups of thousands)."""
+        """Store snapshots and their events in a few statements (backups of thousands of ids)."""
         if not states:
             return []
         ordered = sorted(states.items())
@@ -108,7 +100,7 @@ class SnapshotRepository:
                 "label": label,
                 "checksum": state.checksum,
                 "state": state.payload(),
-                "execution_id": None,
+                "execution_id": execution_id,
             }
             for state_id, state in ordered
         ]
@@ -130,24 +122,18 @@ class SnapshotRepository:
         }
         taken: list[StateSnapshot] = []
         for snapshot_id, (state_id, state) in zip(ids, ordered, strict=True):
-            checksum = state.checksum
-            stream = f"state-{state_id}"
-            self.events.append(
-                stream,
-                int(versions.get(stream) or 0),
-                [
-                    StateSnapshotTaken(
-                        state_id,
-                        at,
-                        snapshot_id=snapshot_id,
-                        reason=str(reason),
-                        checksum=checksum,
-                        label=label,
-                    )
-                ],
-                savepoint=False,
+            event = StateSnapshotTaken(
+                state_id,
+                at,
+                snapshot_id=snapshot_id,
+                reason=str(reason),
+                checksum=state.checksum,
+                label=label,
             )
-            taken.append(StateSnapshot(snapshot_id, state_id, at, reason, checksum, state, label))
+            self.append_state_events(state_id, [event], version=versions.get(f"state-{state_id}", 0))
+            taken.append(
+                StateSnapshot(snapshot_id, state_id, at, reason, state.checksum, state, label, execution_id)
+            )
         return taken
 
     def get(self, snapshot_id: int) -> StateSnapshot:
