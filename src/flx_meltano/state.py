@@ -98,9 +98,11 @@ def diff(a: int, b: int, *, settings: Settings | None = None) -> list[StreamDiff
     return _call(settings, lambda ctx: _uc.diff(ctx, a, b))
 
 
-def diff_live(snapshot_id: int, *, settings: Settings | None = None) -> list[StreamDiff]:
-    """How the live state differs from a snapshot."""
-    return _call(settings, lambda ctx: _uc.diff_live(ctx, snapshot_id))
+def diff_live(
+    snapshot_id: int, state_id: str | None = None, *, settings: Settings | None = None
+) -> list[StreamDiff]:
+    """How the live state (of the snapshot's state id, or ``state_id``) differs from a snapshot."""
+    return _call(settings, lambda ctx: _uc.diff_live(ctx, snapshot_id, state_id))
 
 
 def restore(
@@ -116,10 +118,10 @@ def restore(
 
 
 def restore_previous(
-    state_id: str, force: bool = False, *, settings: Settings | None = None
+    state_id: str, force: bool = False, dry_run: bool = False, *, settings: Settings | None = None
 ) -> RestoreResult:
     """Put the last good state of ``state_id`` back in one call."""
-    return _call(settings, lambda ctx: _uc.restore_previous(ctx, state_id, force))
+    return _call(settings, lambda ctx: _uc.restore_previous(ctx, state_id, force, dry_run))
 
 
 def export(
@@ -133,9 +135,11 @@ def export(
     return _call(settings, lambda ctx: _uc.export(ctx, path, state_ids, pattern))
 
 
-def import_(path: str | Path, dry_run: bool = False, *, settings: Settings | None = None) -> ImportReport:
+def import_(
+    path: str | Path, dry_run: bool = False, force: bool = False, *, settings: Settings | None = None
+) -> ImportReport:
     """Validate a whole export file, then write its states through Meltano's backend."""
-    return _call(settings, lambda ctx: _uc.import_(ctx, path, dry_run))
+    return _call(settings, lambda ctx: _uc.import_(ctx, path, dry_run, force))
 
 
 def copy(pattern: str, to_backend_uri: str, *, settings: Settings | None = None) -> list[str]:

@@ -181,7 +181,9 @@ def _snapshot_current(uow: SqlUnitOfWork, state_id: str, state: SingerState, rea
     return uow.snapshots.add(state_id, state, reason=reason, at=_now()).id
 
 
-def restore_previous(ctx: AppContext, state_id: str, force: bool = False) -> RestoreResult:
+def restore_previous(
+    ctx: AppContext, state_id: str, force: bool = False, dry_run: bool = False
+) -> RestoreResult:
     """Put back the last good state: the state before the newest run flagged as a regression.
 
     Without a flagged run, the newest snapshot that has bookmarks and differs from the live state.
@@ -206,7 +208,7 @@ def restore_previous(ctx: AppContext, state_id: str, force: bool = False) -> Res
         )
     if match is None:
         raise StateError(f"no earlier good state of {state_id!r} to restore")
-    return restore(ctx, match.id, force=force)
+    return restore(ctx, match.id, force=force, dry_run=dry_run)
 
 
 @dataclass(frozen=True)
@@ -235,16 +237,20 @@ def export(
             "backend": ctx.state_store.backend_label,
         },
     )
+    tmp_path: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
             "w", dir=target.parent, prefix=f".{target.name}.", delete=False
         ) as tmp:
+            tmp_path = Path(tmp.name)
             tmp.write(text)
             tmp.flush()
             os.fsync(tmp.fileno())
-        Path(tmp.name).replace(target)
+        tmp_path.replace(target)
     except OSError as exc:
+        if tmp_path is not None:  # nothing half-written stays behind
+            tmp_path.unlink(missing_ok=True)
         raise StateError(f"cannot write {target}: {exc.strerror or exc}") from None
     return ExportReport(target, sorted(live))
 

@@ -88,8 +88,14 @@ def _print_diff(diffs: list[StreamDiff], title: str) -> None:
     print_table(title, ["stream", "change", "before", "after"], rows)
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if not yes and not typer.confirm(question, default=False):
+def _confirm(question: str, yes: bool, as_json: bool = False) -> None:
+    """Ask before a destructive step; with --json there is no one to ask, so --yes is required."""
+    if yes:
+        return
+    if as_json:
+        error_console.print(f"[red]error:[/red] {question} needs --yes together with --json")
+        raise typer.Exit(2)
+    if not typer.confirm(question, default=False):
         console.print("nothing changed")
         raise typer.Exit(1)
 
@@ -197,16 +203,17 @@ def restore_command(
         raise typer.Exit(2)
     with _context() as ctx:
         if previous is not None:
-            if not yes and not dry_run:
-                _confirm(f"restore the last good state of {previous}?", yes)
-            result = uc.restore_previous(ctx, previous, force)
+            preview = uc.restore_previous(ctx, previous, force, dry_run=True)
         else:
             assert snapshot_id is not None
             preview = uc.restore(ctx, snapshot_id, to_state_id, dry_run=True, force=force)
-            if not dry_run:
-                _print_diff(preview.changes, f"restoring snapshot {snapshot_id} into {preview.state_id}")
-                _confirm(f"write snapshot {snapshot_id} into {preview.state_id}?", yes or as_json)
-            result = preview if dry_run else uc.restore(ctx, snapshot_id, to_state_id, force=force)
+        result = preview
+        if not dry_run:
+            if not as_json:
+                title = f"restoring snapshot {preview.snapshot.id} into {preview.state_id}"
+                _print_diff(preview.changes, title)
+            _confirm(f"write snapshot {preview.snapshot.id} into {preview.state_id}?", yes, as_json)
+            result = uc.restore(ctx, preview.snapshot.id, preview.state_id, force=force)
     if as_json:
         print_json(
             {
@@ -254,9 +261,10 @@ def import_command(
     with _context() as ctx:
         preview = uc.import_(ctx, path, dry_run=True)
         if not dry_run:
-            for state_id, diffs in preview.changes.items():
-                _print_diff(diffs, state_id)
-            _confirm(f"write {len(preview.changes)} state(s) from {path}?", yes or as_json)
+            if not as_json:
+                for state_id, diffs in preview.changes.items():
+                    _print_diff(diffs, state_id)
+            _confirm(f"write {len(preview.changes)} state(s) from {path}?", yes, as_json)
         report = preview if dry_run else uc.import_(ctx, path, force=force)
     if as_json:
         print_json(
@@ -279,8 +287,7 @@ def copy_command(
 ) -> None:
     """Copy states to another Meltano state backend (systemdb, file://, s3://, ...)."""
     with _context() as ctx:
-        if not as_json:
-            _confirm(f"copy states matching {pattern!r} to {to_backend} (overwriting them there)?", yes)
+        _confirm(f"copy states matching {pattern!r} to {to_backend} (overwriting them there)?", yes, as_json)
         with Progress(console=console, transient=True, disable=as_json) as progress:
             task = progress.add_task("copying state", total=None)
             copied = uc.copy(
@@ -308,7 +315,8 @@ def prune_command(
         f"delete snapshots beyond the newest {keep_last} per state id"
         + (f" taken before {older_than}" if older_than else "")
         + "?",
-        yes or as_json,
+        yes,
+        as_json,
     )
     with _context() as ctx:
         removed = uc.prune(ctx, keep_last, older_than)

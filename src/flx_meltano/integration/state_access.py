@@ -7,6 +7,7 @@ SQLite or PostgreSQL, ``file://``, ``s3://``, ``gs://``, ``azure://``) works her
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -92,13 +93,12 @@ class MeltanoStateStore:
                 project = Project(self.project_dir)
                 if self.environment:
                     project.activate_environment(self.environment)
-                session = None
-                if project.settings.get("state_backend.uri") == "systemdb":
-                    engine, session_maker = project_engine(project)
-                    # A project that never ran meltano has no system database yet.
-                    MigrationService(engine).upgrade(silent=True)
-                    session = session_maker()
-                self._service = StateService(project, session=session)
+                # Meltano records a job row in its system database for every state write, whatever
+                # the state backend, so a session is needed even for file://, s3:// and friends.
+                engine, session_maker = project_engine(project)
+                # A project that never ran meltano has no system database yet.
+                MigrationService(engine).upgrade(silent=True)
+                self._service = StateService(project, session=session_maker())
                 self._service.state_store_manager  # noqa: B018 - resolve the backend now, inside _environ
         return self._service
 
@@ -142,13 +142,18 @@ class MeltanoStateStore:
             raise StateAccessError(f"clearing state {key!r} failed: {exc}") from exc
 
     def state_ids(self, pattern: str | None = None) -> list[str]:
-        """State ids in the backend, optionally filtered by a glob pattern."""
+        """State ids in the backend, optionally filtered by a shell-style glob pattern.
+
+        The glob is applied here, not by the backend: Meltano's systemdb turns it into SQL LIKE,
+        where ``_`` matches any character and ``?`` does not work.
+        """
         try:
             with self._lock, _environ(self.env):
                 manager = self._state_service().state_store_manager
-                return sorted(manager.get_state_ids(pattern))
+                ids = sorted(manager.get_state_ids(None))
         except Exception as exc:
             raise StateAccessError(f"listing state ids failed: {exc}") from exc
+        return ids if pattern is None else [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
 
     def get_many(self, pattern: str | None = None) -> dict[str, SingerState]:
         """Every state matching ``pattern`` (None: all), skipping ids with no state."""

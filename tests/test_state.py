@@ -1,0 +1,801 @@
+"""State backup and restore over every Meltano state backend: API, CLI, bad input, real runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from flx_meltano import state as state_api
+from flx_meltano.application.context import AppContext
+from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.state import BookmarkChange, SingerState
+from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.integration.state_access import MeltanoStateStore
+from flx_meltano.persistence import database
+from flx_meltano.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
+FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
+DAY_2 = "2024-01-03T00:00:00Z"
+BACKENDS = ["systemdb-sqlite", "systemdb-postgres", "file"]
+MISSING_SNAPSHOT = 987654321
+
+A, B, C = "dev:shop-a", "dev:shop-b", "prod:shop-c"
+
+
+def bookmarks(**values: Any) -> SingerState:
+    """A Singer state with one incremental bookmark per keyword (stream=replication key value)."""
+    return SingerState(
+        {
+            "bookmarks": {
+                stream: {"replication_key": "updated_at", "replication_key_value": value}
+                for stream, value in values.items()
+            }
+        }
+    )
+
+
+OLD = bookmarks(orders="2024-01-01T00:00:00+00:00", customers="2024-01-01T00:00:00+00:00")
+NEW = bookmarks(orders="2024-01-02T00:00:00+00:00", customers="2024-01-02T00:00:00+00:00")
+OTHER = bookmarks(products=7)
+
+
+@dataclass
+class Backend:
+    """One isolated Meltano state backend, with a store database and an AppContext over both."""
+
+    name: str
+    env: dict[str, str]
+    ctx: AppContext
+    store_url: str
+    sandbox_env: dict[str, str]
+    tmp: Path
+    stores: list[MeltanoStateStore] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    def seed(self, **states: SingerState) -> None:
+        for state_id, value in states.items():
+            self.set(state_id, value)
+
+    def set(self, state_id: str, value: SingerState) -> None:
+        """Seed a live state (test set-up; restore and import are tested through the product).
+
+        MeltanoStateStore.set cannot write to a non-systemdb backend (see
+        test_the_state_store_writes_through_the_backend), so the file backend is seeded through
+        Meltano's state store manager directly.
+        """
+        if self.name == "file":
+            _write_directly(self.env, state_id, value)
+        else:
+            self.ctx.state_store.set(state_id, value)
+
+    def fresh(self) -> MeltanoStateStore:
+        """A new MeltanoStateStore on this backend (reads what is really in the backend)."""
+        store = MeltanoStateStore(REPO, "dev", env=self.env)
+        self.stores.append(store)
+        return store
+
+    def live(self, *state_ids: str) -> dict[str, SingerState | None]:
+        store = self.fresh()
+        return {state_id: store.get(state_id) for state_id in state_ids}
+
+    def snapshots(self) -> list[tuple[int, str, str, str]]:
+        """Every snapshot row as (id, state id, reason, checksum), oldest first."""
+        with database.engine_for(self.store_url).connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT id, state_id, reason, checksum FROM flx.state_snapshots ORDER BY id")
+            )
+            return [tuple(row) for row in rows]
+
+    def events(self, state_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The (type, payload) of every event in stream ``state-<state_id>``, oldest first."""
+        with database.engine_for(self.store_url).connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT type, payload FROM flx.events WHERE stream_id = :s ORDER BY version"),
+                {"s": f"state-{state_id}"},
+            )
+            return [(row.type, row.payload) for row in rows]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            **self.sandbox_env,
+            **self.env,
+            "FLX_DATABASE_URL": self.store_url,
+            "COLUMNS": "200",
+        }
+        return subprocess.run(
+            [FLX, "state", *args],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+
+def _write_directly(env: dict[str, str], state_id: str, value: SingerState) -> None:
+    """Write a complete state with Meltano's own state store manager for the configured backend."""
+    from meltano.core.project import Project
+    from meltano.core.state_store import MeltanoState, state_store_manager_from_project_settings
+
+    assert all(os.environ.get(key) == val for key, val in env.items())
+    project = Project(REPO)
+    project.activate_environment("dev")
+    manager = state_store_manager_from_project_settings(project.settings)
+    manager.update(MeltanoState(state_id=state_id, partial_state={}, completed_state=value.payload()))
+
+
+@pytest.fixture(params=BACKENDS)
+def state_backend(
+    request: pytest.FixtureRequest,
+    meltano_sandbox,
+    default_store_url: str,
+    default_server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Backend]:
+    """Each Meltano state backend in turn, isolated per test; the store on the default server."""
+    env: dict[str, str] = {}
+    system_db: str | None = None
+    if request.param == "systemdb-sqlite":
+        env["MELTANO_DATABASE_URI"] = meltano_sandbox.env["MELTANO_DATABASE_URI"]
+    elif request.param == "systemdb-postgres":
+        system_db = f"flx_msys_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{system_db}"')
+        env["MELTANO_DATABASE_URI"] = default_server.url(system_db)
+    else:
+        env["MELTANO_STATE_BACKEND_URI"] = f"file://{tmp_path / 'state'}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ctx = meltano_sandbox.context(default_store_url, **env)
+    backend = Backend(request.param, env, ctx, default_store_url, dict(meltano_sandbox.env), tmp_path)
+    yield backend
+    for store in backend.stores:
+        store.close()
+    ctx.close()
+    if system_db is not None:
+        with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{system_db}" WITH (FORCE)')
+
+
+def only(backend_name: str) -> pytest.MarkDecorator:
+    """Run a test on one backend only (the fixture's other parameters are not collected)."""
+    return pytest.mark.parametrize("state_backend", [backend_name], indirect=True)
+
+
+def changes(diffs: list[Any]) -> dict[str, BookmarkChange]:
+    return {d.stream: d.change for d in diffs}
+
+
+def sha(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --- B. every call, on every backend ----------------------------------------------------------
+
+
+def test_the_state_store_writes_through_the_backend(state_backend):
+    b = state_backend
+    store = b.ctx.state_store
+    store.set(A, OLD)
+    store.set(B, NEW)
+    assert store.get(A) == OLD
+    assert b.live(A, B, C) == {A: OLD, B: NEW, C: None}
+    assert b.fresh().state_ids("dev:*") == [A, B]
+    store.clear(A)
+    assert b.live(A, B) == {A: None, B: NEW}
+
+
+def test_backup_one_pattern_all_dedup_label_and_unknown_id(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW, C: OTHER})
+    settings = b.settings
+
+    one = state_api.backup([A], settings=settings)
+    assert [(s.state_id, s.reason, s.state, s.checksum) for s in one.taken] == [
+        (A, SnapshotReason.MANUAL, OLD, OLD.checksum)
+    ]
+    assert one.unchanged == []
+
+    by_glob = state_api.backup(pattern="dev:*", settings=settings)
+    assert [s.state_id for s in by_glob.taken] == [B]
+    assert by_glob.unchanged == [A]
+
+    everything = state_api.backup(settings=settings)
+    assert [s.state_id for s in everything.taken] == [C]
+    assert everything.taken[0].state == OTHER
+    assert everything.unchanged == [A, B]
+
+    again = state_api.backup(settings=settings)  # nothing changed: no duplicate snapshot
+    assert again.taken == []
+    assert again.unchanged == [A, B, C]
+    assert len(b.snapshots()) == 3
+
+    b.set(A, NEW)
+    labelled = state_api.backup(label="after-change", settings=settings)
+    assert [(s.state_id, s.label, s.state) for s in labelled.taken] == [(A, "after-change", NEW)]
+    assert labelled.unchanged == [B, C]
+    assert len(b.snapshots()) == 4
+
+    # An unknown state id is refused, naming it, and nothing at all is snapshotted.
+    b.set(A, OLD)
+    before = b.snapshots()
+    with pytest.raises(state_api.UnknownStateId, match="dev:no-such-state"):
+        state_api.backup([A, "dev:no-such-state"], settings=settings)
+    assert b.snapshots() == before
+    assert state_api.backup(pattern="nomatch:*", settings=settings).taken == []
+    assert b.snapshots() == before
+
+
+def test_list_get_latest_with_filters(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: OTHER})
+    first = state_api.backup(label="first", settings=b.settings).taken
+    cut = datetime.now(UTC)
+    b.set(A, NEW)
+    [second] = state_api.backup(label="second", settings=b.settings).taken
+    first_a = next(s for s in first if s.state_id == A)
+
+    listed = state_api.list_snapshots(settings=b.settings)
+    assert [s.id for s in listed] == [second.id, *sorted((s.id for s in first), reverse=True)]
+    assert [s.id for s in state_api.list_snapshots(A, settings=b.settings)] == [second.id, first_a.id]
+    assert [s.id for s in state_api.list_snapshots(since=cut, settings=b.settings)] == [second.id]
+    assert {s.id for s in state_api.list_snapshots(label="first", settings=b.settings)} == {
+        s.id for s in first
+    }
+    assert state_api.list_snapshots(B, label="second", settings=b.settings) == []
+
+    got = state_api.get(first_a.id, settings=b.settings)
+    assert (got.state_id, got.state, got.label, got.reason) == (A, OLD, "first", SnapshotReason.MANUAL)
+    assert got.checksum == OLD.checksum
+    latest = state_api.latest(A, settings=b.settings)
+    assert latest is not None
+    assert (latest.id, latest.state) == (second.id, NEW)
+    assert state_api.latest("dev:never-backed-up", settings=b.settings) is None
+
+
+def test_diff_between_snapshots_and_against_live(state_backend):
+    b = state_backend
+    before = SingerState(
+        {
+            "bookmarks": {
+                "orders": {"replication_key_value": "2024-01-01T00:00:00Z"},
+                "customers": {"replication_key_value": "2024-01-05T00:00:00+00:00"},
+                "products": {"replication_key_value": 10},
+                "refunds": {"replication_key_value": 3},
+            }
+        }
+    )
+    after = SingerState(
+        {
+            "bookmarks": {
+                "orders": {"replication_key_value": "2024-01-02T00:00:00Z"},
+                "customers": {"replication_key_value": "2024-01-04T00:00:00+00:00"},
+                "products": {"replication_key_value": 10},
+                "reviews": {"replication_key_value": 1},
+            }
+        }
+    )
+    b.seed(**{A: before})
+    [s1] = state_api.backup([A], settings=b.settings).taken
+    b.set(A, after)
+    [s2] = state_api.backup([A], settings=b.settings).taken
+
+    forward = state_api.diff(s1.id, s2.id, settings=b.settings)
+    assert changes(forward) == {
+        "customers": BookmarkChange.BACKWARD,
+        "orders": BookmarkChange.FORWARD,
+        "products": BookmarkChange.UNCHANGED,
+        "refunds": BookmarkChange.REMOVED,
+        "reviews": BookmarkChange.ADDED,
+    }
+    orders = next(d for d in forward if d.stream == "orders")
+    assert orders.before == {"replication_key_value": "2024-01-01T00:00:00Z"}
+    assert orders.after == {"replication_key_value": "2024-01-02T00:00:00Z"}
+    assert changes(state_api.diff(s2.id, s1.id, settings=b.settings)) == {
+        "customers": BookmarkChange.FORWARD,
+        "orders": BookmarkChange.BACKWARD,
+        "products": BookmarkChange.UNCHANGED,
+        "refunds": BookmarkChange.ADDED,
+        "reviews": BookmarkChange.REMOVED,
+    }
+    # The live state is ``after``: diffing it against s1 is the same as s1 -> s2.
+    assert state_api.diff_live(s1.id, settings=b.settings) == forward
+    assert all(d.change is BookmarkChange.UNCHANGED for d in state_api.diff_live(s2.id, settings=b.settings))
+
+
+def test_restore_writes_through_the_backend_with_pre_restore_snapshot_and_event(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD})
+    [snapshot] = state_api.backup([A], settings=b.settings).taken
+    b.set(A, NEW)
+
+    before = b.snapshots()
+    preview = state_api.restore(snapshot.id, dry_run=True, settings=b.settings)
+    assert preview.dry_run is True
+    assert preview.pre_restore_snapshot_id is None
+    assert changes(preview.changes) == {
+        "customers": BookmarkChange.BACKWARD,
+        "orders": BookmarkChange.BACKWARD,
+    }
+    assert b.live(A) == {A: NEW}
+    assert b.snapshots() == before
+    assert [t for t, _ in b.events(A)] == ["StateSnapshotTaken"]
+
+    result = state_api.restore(snapshot.id, settings=b.settings)
+    assert (result.state_id, result.dry_run, result.snapshot.id) == (A, False, snapshot.id)
+    assert b.live(A) == {A: OLD}
+    assert result.pre_restore_snapshot_id is not None
+    pre = state_api.get(result.pre_restore_snapshot_id, settings=b.settings)
+    assert (pre.state_id, pre.state, pre.reason) == (A, NEW, SnapshotReason.PRE_RESTORE)
+    types = [t for t, _ in b.events(A)]
+    assert types == ["StateSnapshotTaken", "StateSnapshotTaken", "StateRestored"]
+    restored = b.events(A)[-1][1]
+    assert restored["snapshot_id"] == snapshot.id
+    assert restored["source_state_id"] == A
+    assert restored["pre_restore_snapshot_id"] == result.pre_restore_snapshot_id
+
+    # Into another state id (which has no state yet: no pre-restore snapshot needed).
+    copy = "dev:shop-a-copy"
+    into = state_api.restore(snapshot.id, to_state_id=copy, settings=b.settings)
+    assert (into.state_id, into.pre_restore_snapshot_id) == (copy, None)
+    assert b.live(A, copy) == {A: OLD, copy: OLD}
+    [(kind, payload)] = b.events(copy)
+    assert kind == "StateRestored"
+    assert (payload["snapshot_id"], payload["source_state_id"]) == (snapshot.id, A)
+
+    # restore_previous with no run flagged: the newest snapshot with bookmarks that is not live.
+    b.set(A, SingerState.empty())
+    state_api.backup([A], settings=b.settings)  # the newest snapshot is now the empty state
+    previous = state_api.restore_previous(A, settings=b.settings)
+    assert previous.snapshot.state == NEW
+    assert b.live(A) == {A: NEW}
+    with pytest.raises(state_api.StateError, match="dev:never-seen"):
+        state_api.restore_previous("dev:never-seen", settings=b.settings)
+
+
+def test_restore_is_refused_while_an_execution_runs_unless_forced(state_backend):
+    b = state_backend
+    b.seed(**{FILES_PIPELINE: OLD})
+    [snapshot] = state_api.backup([FILES_PIPELINE], settings=b.settings).taken
+    b.set(FILES_PIPELINE, NEW)
+    [step] = resolve(b.ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    execution, _ = open_execution(b.ctx, step.pipeline, RunOptions())
+    assert execution.status is ExecutionStatus.RUNNING
+
+    before = b.snapshots()
+    with pytest.raises(state_api.ExecutionRunning, match=FILES_PIPELINE):
+        state_api.restore(snapshot.id, settings=b.settings)
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: NEW}
+    assert b.snapshots() == before
+    assert "StateRestored" not in [t for t, _ in b.events(FILES_PIPELINE)]
+
+    exported = b.tmp / "running.json"
+    state_api.export(exported, [FILES_PIPELINE], settings=b.settings)
+    b.set(FILES_PIPELINE, OTHER)
+    with pytest.raises(state_api.ExecutionRunning, match=FILES_PIPELINE):
+        state_api.import_(exported, settings=b.settings)
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OTHER}
+    assert b.snapshots() == before
+
+    forced = state_api.restore(snapshot.id, force=True, settings=b.settings)
+    assert forced.dry_run is False
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
+
+
+def test_export_import_round_trip(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW, C: OTHER})
+    path = b.tmp / "exports" / "dev.json"
+    report = state_api.export(path, pattern="dev:*", settings=b.settings)
+    assert report.state_ids == [A, B]
+    assert report.path == path
+    document = json.loads(path.read_text())
+    assert (document["format"], document["version"]) == ("flx-meltano-state", 1)
+    assert [(e["state_id"], e["checksum"]) for e in document["states"]] == [
+        (A, OLD.checksum),
+        (B, NEW.checksum),
+    ]
+    assert document["states"][0]["state"] == OLD.payload()
+    assert document["checksum"] == sha(document["states"])
+    assert document["source"]["environment"] == "dev"
+    assert [p.name for p in path.parent.iterdir()] == ["dev.json"]  # no temp file left behind
+    only_a = state_api.export(b.tmp / "a.json", [A], settings=b.settings)
+    assert [e["state_id"] for e in json.loads(only_a.path.read_text())["states"]] == [A]
+
+    # Alter one state, clear the other: a dry run reports and writes nothing.
+    b.set(A, OTHER)
+    b.ctx.state_store.clear(B)
+    before = b.snapshots()
+    dry = state_api.import_(path, dry_run=True, settings=b.settings)
+    assert dry.dry_run is True
+    assert changes(dry.changes[A]) == {
+        "customers": BookmarkChange.ADDED,
+        "orders": BookmarkChange.ADDED,
+        "products": BookmarkChange.REMOVED,
+    }
+    assert changes(dry.changes[B]) == {"customers": BookmarkChange.ADDED, "orders": BookmarkChange.ADDED}
+    assert b.live(A, B) == {A: OTHER, B: None}
+    assert b.snapshots() == before
+
+    imported = state_api.import_(path, settings=b.settings)
+    assert imported.dry_run is False
+    assert b.live(A, B, C) == {A: OLD, B: NEW, C: OTHER}
+    new_rows = b.snapshots()[len(before) :]
+    assert [(sid, reason) for _, sid, reason, _ in new_rows] == [
+        (A, "pre-restore"),  # the altered live state of A, kept before overwriting it
+        (A, "import"),
+        (B, "import"),
+    ]
+    assert new_rows[0][3] == OTHER.checksum
+    latest_a = state_api.latest(A, settings=b.settings)
+    assert latest_a is not None
+    assert (latest_a.reason, latest_a.state) == (SnapshotReason.IMPORT, OLD)
+
+
+def test_copy_to_a_file_backend(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW, C: OTHER})
+    uri = f"file://{b.tmp / 'copied-state'}"
+    copied = state_api.copy("dev:*", uri, settings=b.settings)
+    assert copied == [A, B]
+    destination = MeltanoStateStore(REPO, env={"MELTANO_STATE_BACKEND_URI": uri})
+    b.stores.append(destination)
+    assert destination.state_ids() == [A, B]
+    assert {sid: destination.get(sid) for sid in [A, B, C]} == {A: OLD, B: NEW, C: None}
+    assert b.live(A, B, C) == {A: OLD, B: NEW, C: OTHER}  # the source is untouched
+
+
+def test_prune_keeps_the_newest_per_state_id(state_backend):
+    b = state_backend
+    b.seed(**{B: OTHER})
+    state_api.backup([B], settings=b.settings)
+    ids: list[int] = []
+    cut: datetime | None = None
+    for day in range(1, 5):
+        b.set(A, bookmarks(orders=f"2024-01-0{day}T00:00:00+00:00"))
+        [snap] = state_api.backup([A], settings=b.settings).taken
+        ids.append(snap.id)
+        if day == 2:
+            cut = datetime.now(UTC)
+    assert cut is not None
+
+    def remaining(state_id: str) -> list[int]:
+        return [s.id for s in state_api.list_snapshots(state_id, settings=b.settings)]
+
+    far_past = datetime.now(UTC) - timedelta(days=365)
+    assert state_api.prune(1, older_than=far_past, settings=b.settings) == 0
+    # keep_last=1 but only snapshots older than the cut: snapshots 1 and 2 go, 3 stays.
+    assert state_api.prune(1, older_than=cut, settings=b.settings) == 2
+    assert remaining(A) == [ids[3], ids[2]]
+    assert state_api.prune(5, settings=b.settings) == 0
+    # keep_last=0 still keeps the newest snapshot of every state id.
+    assert state_api.prune(0, settings=b.settings) == 1
+    assert remaining(A) == [ids[3]]
+    assert len(remaining(B)) == 1
+    assert state_api.prune(0, settings=b.settings) == 0
+
+
+# --- C. bad input: a clear error naming the item, and nothing written ----------------------------
+
+
+def _rewrite(document: dict[str, Any], path: Path, *, fix_file_checksum: bool) -> Path:
+    if fix_file_checksum:
+        document["checksum"] = sha(document["states"])
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+def bad_files(good: Path, where: Path) -> dict[str, tuple[Path, str]]:
+    """Broken copies of a good two-state export (A then B): name -> (file, expected message regex)."""
+    where.mkdir(parents=True, exist_ok=True)
+    text = good.read_text()
+    files: dict[str, tuple[Path, str]] = {}
+
+    malformed = where / "malformed.json"
+    malformed.write_text(text[: len(text) // 2])
+    files["malformed"] = (malformed, r"malformed\.json: not JSON")
+
+    doc = json.loads(text)
+    doc["version"] = 2
+    files["version"] = (
+        _rewrite(doc, where / "version.json", fix_file_checksum=False),
+        r"version\.json: unknown format version 2",
+    )
+
+    doc = json.loads(text)
+    doc["states"][1]["state"]["singer_state"]["bookmarks"]["orders"]["replication_key_value"] = "2030-01-01"
+    files["file-checksum"] = (
+        _rewrite(doc, where / "file-checksum.json", fix_file_checksum=False),
+        r"file-checksum\.json: checksum mismatch for the file",
+    )
+
+    doc = json.loads(text)
+    doc["states"][1]["state"]["singer_state"]["bookmarks"]["orders"]["replication_key_value"] = "2030-01-01"
+    files["state-checksum"] = (
+        _rewrite(doc, where / "state-checksum.json", fix_file_checksum=True),
+        r"states\[1\] \(dev:shop-b\): checksum mismatch",
+    )
+
+    doc = json.loads(text)
+    doc["states"][1]["state"] = {"bookmarks": {}}
+    files["no-singer-state"] = (
+        _rewrite(doc, where / "no-singer-state.json", fix_file_checksum=True),
+        r"states\[1\] \(dev:shop-b\).*singer_state",
+    )
+
+    doc = json.loads(text)
+    doc["states"][1]["state"]["singer_state"]["bookmarks"] = ["orders", "customers"]
+    files["bookmarks-not-object"] = (
+        _rewrite(doc, where / "bookmarks-not-object.json", fix_file_checksum=True),
+        r"states\[1\] \(dev:shop-b\).*bookmarks.*must be an object",
+    )
+    return files
+
+
+def test_bad_input_is_refused_naming_the_item_and_writes_nothing(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW})
+    [snapshot] = state_api.backup([A], settings=b.settings).taken
+    good = b.tmp / "good.json"
+    state_api.export(good, pattern="dev:*", settings=b.settings)
+    # Change the live states so that any partial import would show.
+    b.set(A, OTHER)
+    b.set(B, OTHER)
+    before_rows, before_live = b.snapshots(), b.live(A, B)
+
+    for name, (path, message) in bad_files(good, b.tmp / "bad").items():
+        for dry_run in (True, False):
+            with pytest.raises(state_api.InvalidStateFile, match=message):
+                state_api.import_(path, dry_run=dry_run, settings=b.settings)
+        assert b.snapshots() == before_rows, name
+    with pytest.raises(state_api.StateError, match=r"cannot read .*no-such-file\.json"):
+        state_api.import_(b.tmp / "no-such-file.json", settings=b.settings)
+
+    for call in (
+        lambda: state_api.get(MISSING_SNAPSHOT, settings=b.settings),
+        lambda: state_api.restore(MISSING_SNAPSHOT, settings=b.settings),
+        lambda: state_api.diff(snapshot.id, MISSING_SNAPSHOT, settings=b.settings),
+        lambda: state_api.diff_live(MISSING_SNAPSHOT, settings=b.settings),
+    ):
+        with pytest.raises(state_api.StateError, match=str(MISSING_SNAPSHOT)):
+            call()
+
+    unwritten = b.tmp / "unknown.json"
+    with pytest.raises(state_api.UnknownStateId, match="dev:no-such-state"):
+        state_api.export(unwritten, [A, "dev:no-such-state"], settings=b.settings)
+    assert not unwritten.exists()
+
+    a_file = b.tmp / "a-regular-file"
+    a_file.write_text("not a directory\n")
+    under_file = a_file / "export.json"
+    with pytest.raises(state_api.StateError, match=str(under_file)):
+        state_api.export(under_file, settings=b.settings)
+    assert a_file.read_text() == "not a directory\n"
+
+    assert b.snapshots() == before_rows
+    assert b.live(A, B) == before_live
+    assert [t for t, _ in b.events(A)] == ["StateSnapshotTaken"]
+
+
+@only("systemdb-sqlite")
+def test_export_onto_a_directory_fails_and_leaves_no_temp_file(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD})
+    parent = b.tmp / "exports"
+    target = parent / "already-a-directory"
+    target.mkdir(parents=True)
+    with pytest.raises(state_api.StateError, match="already-a-directory"):
+        state_api.export(target, settings=b.settings)
+    assert sorted(p.name for p in parent.iterdir()) == ["already-a-directory"]
+    assert list(target.iterdir()) == []
+
+
+# --- C (CLI). the same through ``flx-meltano state`` -------------------------------------------
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stdout + result.stderr
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"{' '.join(result.args[1:])}: stdout is not JSON only:\n{result.stdout}")
+
+
+@only("systemdb-postgres")
+def test_cli_backup_list_diff_restore_import(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: OTHER})
+    exported = b.tmp / "a.json"
+    state_api.export(exported, [A], settings=b.settings)
+    taken = _json(b.cli("backup", "--label", "cli", "--json"))
+    assert sorted(s["state_id"] for s in taken["taken"]) == [A, B]
+    assert taken["unchanged"] == []
+    snap_a = next(s["id"] for s in taken["taken"] if s["state_id"] == A)
+    b.set(A, NEW)
+    before = b.snapshots()
+    calls = [["list", A, "--json"], ["diff", str(snap_a), "--json"], ["restore", str(snap_a)]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        listed, live_diff, refused = pool.map(lambda args: b.cli(*args), calls)
+    assert [(r["id"], r["label"], r["reason"]) for r in _json(listed)] == [(snap_a, "cli", "manual")]
+    assert {d["stream"]: d["change"] for d in _json(live_diff)} == {
+        "customers": "forward",
+        "orders": "forward",
+    }
+    # A restore without --yes, with no stdin to confirm on: refused, nothing written.
+    assert refused.returncode != 0
+    assert b.live(A) == {A: NEW}
+    assert b.snapshots() == before
+    assert "StateRestored" not in [t for t, _ in b.events(A)]
+
+    restore = b.cli("restore", str(snap_a), "--yes", "--json")
+    assert restore.returncode == 0, restore.stderr
+    assert b.live(A) == {A: OLD}
+    assert [t for t, _ in b.events(A)][-1] == "StateRestored"
+    b.set(A, NEW)
+    imported = b.cli("import", str(exported), "--yes", "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert b.live(A) == {A: OLD}
+    assert latest_reason(b, A) == SnapshotReason.IMPORT
+    # --json prints JSON only, so that scripts can parse it.
+    restored = _json(restore)
+    assert (restored["state_id"], restored["dry_run"], restored["snapshot_id"]) == (A, False, snap_a)
+    assert restored["pre_restore_snapshot_id"] is not None
+    assert _json(imported)["dry_run"] is False
+
+
+def latest_reason(b: Backend, state_id: str) -> SnapshotReason | None:
+    latest = state_api.latest(state_id, settings=b.settings)
+    return latest.reason if latest else None
+
+
+@only("systemdb-sqlite")
+def test_cli_bad_input_exits_non_zero_naming_the_item_and_writes_nothing(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW})
+    [snapshot] = state_api.backup([A], settings=b.settings).taken
+    good = b.tmp / "good.json"
+    state_api.export(good, pattern="dev:*", settings=b.settings)
+    b.set(A, OTHER)
+    b.set(B, OTHER)
+    before_rows, before_live = b.snapshots(), b.live(A, B)
+    a_file = b.tmp / "a-regular-file"
+    a_file.write_text("x\n")
+
+    cases: list[tuple[list[str], str]] = [
+        (["import", str(path), "--yes"], message) for path, message in bad_files(good, b.tmp / "bad").values()
+    ]
+    cases += [
+        (["restore", str(MISSING_SNAPSHOT), "--yes"], str(MISSING_SNAPSHOT)),
+        (["diff", str(snapshot.id), str(MISSING_SNAPSHOT), "--json"], str(MISSING_SNAPSHOT)),
+        (["backup", "dev:no-such-state", "--json"], "dev:no-such-state"),
+        (["export", str(b.tmp / "unknown.json"), "-s", "dev:no-such-state"], "dev:no-such-state"),
+        (["export", str(a_file / "export.json")], "a-regular-file/export.json"),
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda case: b.cli(*case[0]), cases))
+    for (args, message), result in zip(cases, results, strict=True):
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        error = " ".join(result.stderr.split())  # undo rich's line wrapping
+        assert "error:" in error, (args, result.stderr)
+        assert re.search(message, error), (args, message, result.stderr)
+
+    assert not (b.tmp / "unknown.json").exists()
+    assert a_file.read_text() == "x\n"
+    assert b.snapshots() == before_rows
+    assert b.live(A, B) == before_live
+
+
+@only("systemdb-sqlite")
+def test_cli_restore_previous_dry_run_writes_nothing(state_backend):
+    b = state_backend
+    b.seed(**{A: NEW})
+    state_api.backup([A], settings=b.settings)
+    b.set(A, SingerState.empty())
+    before = b.snapshots()
+    result = b.cli("restore", "--previous", A, "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    assert b.live(A) == {A: SingerState.empty()}, "--dry-run wrote the state"
+    assert b.snapshots() == before
+    assert "StateRestored" not in [t for t, _ in b.events(A)]
+    assert _json(result)["dry_run"] is True
+
+
+# --- D. end to end with real meltano runs (systemdb on SQLite) ------------------------------------
+
+
+def _records(directory: Path, stream: str) -> list[dict[str, Any]]:
+    lines = (directory / f"{stream}.jsonl").read_text().splitlines()
+    return sorted((json.loads(line) for line in lines), key=lambda r: r["id"])
+
+
+def _counts(execution: Any) -> dict[str, int]:
+    return {stream: result.records for stream, result in execution.results.items()}
+
+
+@pytest.mark.slow
+@only("systemdb-sqlite")
+def test_restored_backup_replays_exactly_the_same_records(state_backend):
+    b = state_backend
+    [first] = run(b.ctx, "shop-to-files", RunOptions())
+    assert first.status is ExecutionStatus.SUCCEEDED
+    report = state_api.backup([FILES_PIPELINE], settings=b.settings)
+    # The post-run snapshot already holds this state: the backup finds it unchanged.
+    assert [s.state_id for s in report.taken] + report.unchanged == [FILES_PIPELINE]
+    backup = state_api.latest(FILES_PIPELINE, settings=b.settings)
+    assert backup is not None
+    assert backup.state.payload() == first.state_after
+
+    dir_a, dir_b = b.tmp / "out-a", b.tmp / "out-b"
+    day_2 = {"TAP_SHOPSIM_AS_OF": DAY_2}
+    [second] = run(
+        b.ctx, FILES_PIPELINE, RunOptions(env={**day_2, "TARGET_JSONLINES_DESTINATION_PATH": str(dir_a)})
+    )
+    assert second.status is ExecutionStatus.SUCCEEDED
+    assert second.results["orders"].records > 0
+
+    restored = state_api.restore(backup.id, settings=b.settings)
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: backup.state}
+    assert restored.pre_restore_snapshot_id is not None
+
+    [third] = run(
+        b.ctx, FILES_PIPELINE, RunOptions(env={**day_2, "TARGET_JSONLINES_DESTINATION_PATH": str(dir_b)})
+    )
+    assert third.status is ExecutionStatus.SUCCEEDED
+    assert third.state_before == first.state_after
+    assert _counts(third) == _counts(second)
+    for stream in ("orders", "customers"):
+        assert _records(dir_b, stream) == _records(dir_a, stream), stream
+        assert len(_records(dir_a, stream)) == second.results[stream].records
+
+
+@pytest.mark.slow
+@only("systemdb-sqlite")
+def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
+    b = state_backend
+    [first] = run(b.ctx, "shop-to-files", RunOptions())
+    assert first.status is ExecutionStatus.SUCCEEDED
+    assert first.state_after is not None
+    good = SingerState.from_payload(first.state_after)
+    assert not good.is_empty
+
+    [wiped] = run(b.ctx, FILES_PIPELINE, RunOptions(env={"TARGET_JSONLINES_EMIT_EMPTY_FINAL_STATE": "true"}))
+    assert wiped.status is ExecutionStatus.SUCCEEDED
+    assert any("state regression" in w for w in wiped.warnings), wiped.warnings
+    live = b.live(FILES_PIPELINE)[FILES_PIPELINE]
+    assert live is None or live.is_empty
+
+    result = state_api.restore_previous(FILES_PIPELINE, settings=b.settings)
+    assert result.snapshot.state == good
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: good}
+
+    orders_before = meltano_sandbox.lines("orders")
+    [third] = run(b.ctx, FILES_PIPELINE, RunOptions())
+    assert third.status is ExecutionStatus.SUCCEEDED
+    assert third.state_before == first.state_after
+    assert third.results["orders"].records == 0
+    assert meltano_sandbox.lines("orders") == orders_before
