@@ -1,0 +1,67 @@
+"""Orchestration helpers: retry policies, pools, freshness, names and tags, schedule options."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import Backoff, DefaultScheduleStatus, RetryPolicy
+
+from flx_meltano.domain.identifiers import StateId
+from flx_meltano.domain.plugins import Plugin, PluginType
+from flx_meltano.domain.project import PipelineDefinition, Schedule
+from flx_meltano.orchestration.assets import pool_for, retry_policy_for
+from flx_meltano.orchestration.definitions import freshness_of
+from flx_meltano.orchestration.schedules import build_schedules
+from flx_meltano.orchestration.translator import dagster_name, tag_value
+
+
+def _pipeline(extractor_extras=None, loader_extras=None) -> PipelineDefinition:
+    tap = Plugin("tap-a", PluginType.EXTRACTOR, namespace="tap_a", extras=extractor_extras or {})
+    target = Plugin("target-b", PluginType.LOADER, namespace="target_b", extras=loader_extras or {})
+    return PipelineDefinition(StateId("prod", "tap-a", "target-b"), tap, target, streams=("x",))
+
+
+def test_retry_policy_comes_from_meta_with_backoff():
+    retry = {
+        "meta": {"dagster": {"retry": {"max_retries": 3, "delay_seconds": 30, "backoff": "exponential"}}}
+    }
+    policy = retry_policy_for(_pipeline(loader_extras=retry))
+    assert policy == RetryPolicy(max_retries=3, delay=30.0, backoff=Backoff.EXPONENTIAL)
+    default = RetryPolicy(max_retries=1)
+    assert retry_policy_for(_pipeline(), default) is default
+    assert retry_policy_for(_pipeline()) is None
+
+
+def test_pools_are_per_extractor_and_freshness_per_pipeline():
+    assert pool_for(_pipeline()) == "meltano/tap-a"
+    fresh = {"meta": {"dagster": {"freshness_hours": 6}}}
+    assert freshness_of(_pipeline(extractor_extras=fresh), None) == timedelta(hours=6)
+    assert freshness_of(_pipeline(), 24) == timedelta(hours=24)
+    assert freshness_of(_pipeline(), None) is None
+
+
+def test_names_and_tags_are_valid_for_dagster():
+    assert dagster_name("shop-to-files.daily") == "shop_to_files_daily"
+    assert tag_value("prod:tap-a-to-target-b") == "prod.tap-a-to-target-b"
+    assert len(tag_value("x" * 100)) == 63
+
+
+def test_schedules_take_timezone_and_status_and_skip_manual_ones():
+    from dagster import AssetSelection, define_asset_job
+
+    job = define_asset_job("j", selection=AssetSelection.all())
+    schedules = [
+        Schedule("hourly", "@hourly", job="j"),
+        Schedule("manual", "@manual", job="j"),
+    ]
+    [built] = build_schedules(
+        schedules,
+        {"j": job},
+        {},
+        execution_timezone="Europe/Paris",
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    assert built.name == "hourly"
+    assert built.cron_schedule == "0 * * * *"
+    assert built.execution_timezone == "Europe/Paris"
+    assert built.default_status == DefaultScheduleStatus.RUNNING
