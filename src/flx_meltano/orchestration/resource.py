@@ -35,6 +35,38 @@ _LEVELS = {
 }
 
 
+class CollapsedLog:
+    """Forward log lines to Dagster one by one, folding runs of the same line into one.
+
+    Singer SDK taps log the same line once per parent record of a child stream (thousands per
+    run); each Dagster log call is a write to the event log, so identical consecutive lines are
+    reported once, followed by "(previous line repeated N more times)".
+    """
+
+    def __init__(self, context: AssetExecutionContext) -> None:
+        self.context = context
+        self.last: tuple[str, str] | None = None
+        self.repeats = 0
+
+    def __call__(self, level: str, plugin: str | None, message: str) -> None:
+        line = (level, f"[{plugin or 'meltano'}] {message}")
+        if line == self.last:
+            self.repeats += 1
+            return
+        self.flush()
+        self.last = line
+        self.context.log.log(_LEVELS.get(level, logging.INFO), line[1])
+
+    def flush(self) -> None:
+        """Report how often the last line repeated, if it did."""
+        if self.last is not None and self.repeats:
+            level, text = self.last
+            self.context.log.log(
+                _LEVELS.get(level, logging.INFO), f"{text} (previous line repeated {self.repeats} more times)"
+            )
+        self.repeats = 0
+
+
 def _trigger(tags: Mapping[str, str]) -> Trigger:
     if "dagster/schedule_name" in tags:
         return Trigger.SCHEDULE
@@ -142,14 +174,16 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         streams = tuple(s for s, key in stream_keys.items() if key in selected)
         subset = streams if len(streams) < len(stream_keys) else None
         ctx = self.app_context()
+        log = CollapsedLog(context)
         execution: PipelineExecution | None = None
         try:
             options = self._options(context, subset, run_config)
             for update in run_use_case.execute_pipeline(ctx, pipeline, options):
                 if isinstance(update, run_use_case.LogUpdate):
-                    prefix = f"[{update.plugin}] " if update.plugin else "[meltano] "
-                    context.log.log(_LEVELS.get(update.level, logging.INFO), prefix + update.message)
-                elif isinstance(update, run_use_case.StreamUpdate):
+                    log(update.level, update.plugin, update.message)
+                    continue
+                log.flush()
+                if isinstance(update, run_use_case.StreamUpdate):
                     key = stream_keys.get(update.result.stream)
                     if key is not None and str(update.result.status) == "SUCCEEDED":
                         yield MaterializeResult(
@@ -160,6 +194,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                     if execution.status.is_active:
                         context.log.info(f"execution {execution.id} of {pipeline.id} started")
         finally:
+            log.flush()
             ctx.close()
         assert execution is not None
         if execution.warnings:
@@ -196,13 +231,13 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         except run_use_case.CommandFailed as exc:
             raise Failure(description=str(exc)) from exc
         finally:
+            observer.log.flush()
             ctx.close()
 
 
 class _DagsterLogObserver(run_use_case.SilentObserver):
     def __init__(self, context: AssetExecutionContext) -> None:
-        self.context = context
+        self.log = CollapsedLog(context)
 
     def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        prefix = f"[{plugin}] " if plugin else "[meltano] "
-        self.context.log.log(_LEVELS.get(level, logging.INFO), prefix + message)
+        self.log(level, plugin, message)

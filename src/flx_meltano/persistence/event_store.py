@@ -59,6 +59,35 @@ class EventStore:
             raise
         return expected_version + len(new_events)
 
+    def append_batch(self, batch: Sequence[tuple[str, int, Sequence[DomainEvent]]]) -> None:
+        """Append to many streams in one statement: (stream id, expected version, events) each.
+
+        All or nothing: if any stream moved past its expected version, the whole batch raises
+        ConcurrencyConflict and the transaction must be rolled back (for bulk writers: imports,
+        replays, backfills).
+        """
+        rows = [
+            {
+                "stream_id": stream_id,
+                "version": expected + offset,
+                "type": type(event).__name__,
+                "occurred_at": event.occurred_at,
+                "payload": event.to_payload(),
+            }
+            for stream_id, expected, new_events in batch
+            for offset, event in enumerate(new_events, start=1)
+        ]
+        if not rows:
+            return
+        try:
+            self.connection.execute(events.insert(), rows)
+        except IntegrityError as exc:
+            if "events_stream_version" in str(exc.orig):
+                raise ConcurrencyConflict(
+                    f"one of {len(batch)} event streams moved past its expected version: {exc.orig}"
+                ) from exc
+            raise
+
     def read(self, stream_id: str) -> list[DomainEvent]:
         """Every event of one stream, oldest first."""
         query = (

@@ -20,6 +20,19 @@ from flx_meltano.persistence.tables import executions, stream_results
 EXECUTION_STREAM_PREFIX = "execution-"
 
 
+def upsert(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...] = ()) -> sa.Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE the rest (but ``keep``); built once, compiled once."""
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys],
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in (*keys, *keep)},
+    )
+
+
+UPSERT_EXECUTION = upsert(executions, ("id",))
+UPSERT_STREAM_RESULT = upsert(stream_results, ("execution_id", "stream"))
+
+
 @dataclass(frozen=True)
 class ExecutionFilter:
     """Which executions a history query returns (newest first)."""
@@ -122,26 +135,10 @@ class ExecutionRepository:
         execution.pending_events = []
 
     def _write_rows(self, execution: PipelineExecution) -> None:
-        row = _row(execution)
-        statement = insert(executions).values(row)
-        self.connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[executions.c.id],
-                set_={k: statement.excluded[k] for k in row if k != "id"},
-            )
-        )
+        self.connection.execute(UPSERT_EXECUTION, _row(execution))
         if execution.results:
-            rows = [_result_row(execution.id, r) for r in execution.results.values()]
-            result_statement = insert(stream_results).values(rows)
             self.connection.execute(
-                result_statement.on_conflict_do_update(
-                    index_elements=[stream_results.c.execution_id, stream_results.c.stream],
-                    set_={
-                        k: result_statement.excluded[k]
-                        for k in rows[0]
-                        if k not in ("execution_id", "stream")
-                    },
-                )
+                UPSERT_STREAM_RESULT, [_result_row(execution.id, r) for r in execution.results.values()]
             )
 
     def get(self, execution_id: str, *, for_update: bool = False) -> PipelineExecution:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.pipeline import Pipeline
-from flx_meltano.persistence.execution_repository import ExecutionRepository
+from flx_meltano.persistence.execution_repository import ExecutionRepository, upsert
 from flx_meltano.persistence.tables import pipelines
+
+UPSERT_PIPELINE = upsert(pipelines, ("id",), keep=("registered_at",))
 
 
 class PipelineRepository:
@@ -30,13 +31,7 @@ class PipelineRepository:
             "definition": definition
             or {"mappers": list(pipeline.mappers), "streams": list(pipeline.streams)},
         }
-        statement = insert(pipelines).values(row)
-        self.connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[pipelines.c.id],
-                set_={k: statement.excluded[k] for k in row if k != "id"},
-            )
-        )
+        self.connection.execute(UPSERT_PIPELINE, row)
 
     def lock(self, pipeline: Pipeline) -> Pipeline:
         """Register the pipeline, lock its row for this transaction, and load its active executions.

@@ -1,0 +1,1 @@
+"""Benchmarks of flx-meltano: run them all with ``python -m bench`` (see bench/__main__.py)."""
