@@ -28,7 +28,14 @@ $(VENV)/.installed: $(UV) requirements.lock pyproject.toml
 	$(BIN)/meltano install
 	mkdir -p .meltano && touch $@
 
-setup: $(VENV)/.installed .meltano/.installed  ## Virtual environment, packages, Meltano plugins, store
+# Byte-compile every virtual environment once. Where PYTHONDONTWRITEBYTECODE is set (as on these
+# machines) nothing is ever cached at import time, and each python, meltano, tap and target
+# process would compile its imports again: seconds per process.
+.meltano/.compiled: .meltano/.installed
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib src $(wildcard .meltano/*/*/venv/lib) > /dev/null || true
+	touch $@
+
+setup: $(VENV)/.installed .meltano/.installed .meltano/.compiled  ## Virtual environment, packages, Meltano plugins, store
 	$(BIN)/flx-meltano db start
 
 demo: setup  ## The main job: Dagster UI and daemon over this Meltano project (embedded PostgreSQL)

@@ -65,3 +65,31 @@ def test_schedules_take_timezone_and_status_and_skip_manual_ones():
     assert built.cron_schedule == "0 * * * *"
     assert built.execution_timezone == "Europe/Paris"
     assert built.default_status == DefaultScheduleStatus.RUNNING
+
+
+def test_repeated_log_lines_reach_dagster_once_with_a_count():
+    from flx_meltano.orchestration.resource import CollapsedLog
+
+    class FakeLog:
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, message):
+            self.lines.append((level, message))
+
+    class FakeContext:
+        log = FakeLog()
+
+    log = CollapsedLog(FakeContext())
+    for _ in range(2000):
+        log("info", "tap-a", "Beginning sync of 'items'")
+    log("warning", "tap-a", "slow")
+    log("info", None, "done")
+    log.flush()
+    assert [m for _, m in FakeContext.log.lines] == [
+        "[tap-a] Beginning sync of 'items'",
+        "[tap-a] Beginning sync of 'items' (previous line repeated 1999 more times)",
+        "[tap-a] slow",
+        "[meltano] done",
+    ]
+    assert FakeContext.log.lines[2][0] == 30  # WARNING keeps its level

@@ -181,9 +181,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             for update in run_use_case.execute_pipeline(ctx, pipeline, options):
                 if isinstance(update, run_use_case.LogUpdate):
                     log(update.level, update.plugin, update.message)
-                    continue
-                log.flush()
-                if isinstance(update, run_use_case.StreamUpdate):
+                elif isinstance(update, run_use_case.StreamUpdate):
                     key = stream_keys.get(update.result.stream)
                     if key is not None and str(update.result.status) == "SUCCEEDED":
                         yield MaterializeResult(
