@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "run_overhead": ("run", "runs"),
     "definitions_build": ("definitions", "defs"),
     "dagster_overhead": ("dagster",),
+    "state_backup": ("state", "backup"),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
