@@ -252,3 +252,54 @@ def test_two_pipelines_of_one_tap_at_once_both_succeed(meltano_sandbox, default_
     finally:
         with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_bare_meltano_runs_every_job_and_resumes_from_its_bookmark(
+    meltano_sandbox, default_store_url, default_server
+):
+    """The repository is a plain Meltano project too: `meltano run <job>` works and resumes."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    meltano = str(REPO / ".venv" / "bin" / "meltano")
+    name = f"flx_wh_{os.getpid()}_bare"
+    with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parsed = make_url(default_server.url(name))
+    warehouse = {
+        "FLX_WAREHOUSE_URL": default_server.url(name),
+        "FLX_WAREHOUSE_HOST": str(parsed.query.get("host") or parsed.host),
+        "FLX_WAREHOUSE_PORT": str(parsed.port or 5432),
+        "FLX_WAREHOUSE_USER": "postgres",
+        "FLX_WAREHOUSE_PASSWORD": "",
+        "FLX_WAREHOUSE_DBNAME": name,
+    }
+    env = {**os.environ, **meltano_sandbox.env, **warehouse}
+    try:
+        for job in ("shop-to-files", "shop-to-warehouse"):
+            done = subprocess.run(
+                [meltano, "run", job], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+        assert len(meltano_sandbox.lines("orders")) == 100
+        later = {
+            **env,
+            "TAP_SHOPSIM_AS_OF": "2024-01-02T06:00:00Z",
+            "TARGET_JSONLINES_DESTINATION_PATH": str(meltano_sandbox.output / "second"),
+        }
+        done = subprocess.run(
+            [meltano, "run", "tap-shopsim", "target-jsonlines"],
+            cwd=REPO,
+            env=later,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        second = (meltano_sandbox.output / "second" / "orders.jsonl").read_text().splitlines()
+        assert len(second) == 25  # only the orders after the bookmark (a quarter day at 100/day)
+        assert min(json.loads(line)["id"] for line in second) == 101
+    finally:
+        with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

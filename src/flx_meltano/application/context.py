@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,10 +44,17 @@ class AppContext:
 
     @cached_property
     def run_env(self) -> dict[str, str]:
-        """Environment for meltano processes: the warehouse, then the caller's overrides."""
-        if "FLX_WAREHOUSE_URL" not in self.env:
+        """Environment for meltano processes: the warehouse beside the store, unless set explicitly.
+
+        Values exported in the process environment win over the computed ones, and the caller's
+        ``env`` over both. The warehouse database is created only on the embedded server, which
+        flx-meltano owns; on your own server it is yours to create (``flx-meltano db env`` does).
+        """
+        computed = database.warehouse_environment(self.location)
+        if self.location.embedded and "FLX_WAREHOUSE_URL" not in self.env:
             database.ensure_database_exists(self.location.warehouse_url)
-        return {**database.warehouse_environment(self.location), **self.env}
+        exported = {key: os.environ[key] for key in computed if os.environ.get(key)}
+        return {**computed, **exported, **self.env}
 
     @cached_property
     def state_store(self) -> MeltanoStateStore:

@@ -50,16 +50,11 @@ def list_pipelines(ctx: AppContext) -> list[PipelineStatus]:
                 jobs=definition.jobs,
                 last_status=execution.status if execution else None,
                 last_started_at=execution.started_at if execution else None,
-                last_records=_records(ctx, execution) if execution else None,
+                last_records=execution.records if execution else None,
                 last_execution_id=execution.id if execution else None,
             )
         )
     return rows
-
-
-def _records(ctx: AppContext, execution: PipelineExecution) -> int:
-    with ctx.unit_of_work() as uow:
-        return uow.executions.get(execution.id).records
 
 
 def execution_history(

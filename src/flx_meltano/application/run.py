@@ -15,7 +15,7 @@ from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
-from flx_meltano.domain.values import Trigger
+from flx_meltano.domain.values import ExecutionStatus, Trigger
 from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.processes import this_host, this_pid
 from flx_meltano.integration.run_events import BlockCompleted, LogRecord
@@ -351,7 +351,7 @@ def run_steps(
         if step.pipeline is not None:
             execution = run_pipeline(ctx, step.pipeline, options, observer)
             executions.append(execution)
-            if execution.status.value != "SUCCEEDED":
+            if execution.status is not ExecutionStatus.SUCCEEDED:
                 break
         elif step.command is not None:
             run_command(ctx, step.command, options, observer)

@@ -176,7 +176,10 @@ class ExecutionRepository:
             statement = statement.where(executions.c.status == str(query.status))
         if query.since:
             statement = statement.where(executions.c.started_at >= query.since)
-        rows = list(self.connection.execute(statement))
+        return self._with_results(list(self.connection.execute(statement)))
+
+    def _with_results(self, rows: list[sa.Row[Any]]) -> list[PipelineExecution]:
+        """Executions for these rows with their stream results (one more indexed query)."""
         results: dict[str, list[sa.Row[Any]]] = {row.id: [] for row in rows}
         if rows:
             for result in self.connection.execute(
@@ -201,13 +204,13 @@ class ExecutionRepository:
         return [_from_rows(row, ()) for row in self.connection.execute(statement)]
 
     def last_by_pipeline(self) -> dict[str, PipelineExecution]:
-        """The newest execution of every pipeline."""
+        """The newest execution of every pipeline, with its stream results."""
         statement = (
             sa.select(executions)
             .distinct(executions.c.pipeline_id)
             .order_by(executions.c.pipeline_id, executions.c.started_at.desc())
         )
-        return {row.pipeline_id: _from_rows(row, ()) for row in self.connection.execute(statement)}
+        return {e.pipeline_id: e for e in self._with_results(list(self.connection.execute(statement)))}
 
     def last_success_by_pipeline(self) -> dict[str, datetime]:
         """When each pipeline last succeeded."""
