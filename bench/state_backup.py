@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from bench._common import BIN, REPO, Config, Databases, Measurement, log, median, sandboxes, subprocess_env
 
@@ -15,20 +13,6 @@ STATE_IDS = 1_000
 TARGET_BACKUP_SECONDS = 2.0
 TARGET_RESTORE_SECONDS = 0.5
 MELTANO_SAMPLES = 3
-
-
-@contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _state(n: int, day: int) -> object:
@@ -50,11 +34,11 @@ def _state(n: int, day: int) -> object:
 def run(config: Config, databases: Databases) -> list[Measurement]:
     """Public API calls (flx_meltano.state), each in a fresh context, on the systemdb (SQLite) backend."""
     from flx_meltano import state
-    from flx_meltano.integration.state_access import MeltanoStateStore
+    from flx_meltano.integration.state_access import MeltanoStateStore, temporary_environ
     from flx_meltano.settings import Settings
 
     ids = [f"prod:tap-bench-{i:04d}-to-target-postgres" for i in range(STATE_IDS)]
-    with databases.store() as store, sandboxes(1) as make, _environ(make("state").env) as _:
+    with databases.store() as store, sandboxes(1) as make, temporary_environ(make("state").env) as _:
         settings = Settings(database_url=store.url, project_dir=REPO, environment="dev")
         seeder = MeltanoStateStore(REPO, "dev")
         log(f"{NAME}: seeding {STATE_IDS:,} state ids in Meltano's system database")

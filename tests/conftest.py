@@ -133,6 +133,28 @@ def meltano_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeltanoS
     return MeltanoSandbox(REPO, system_db, output, env)
 
 
+def live_processes_with(marker: str) -> list[int]:
+    """Live processes (not zombies, not this one) whose environment mentions ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+                if state != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def processes_with():
+    """Find processes left behind by a test, by a marker in their environment (e.g. a tmp path)."""
+    return live_processes_with
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Leave no test server running behind us."""
     if EMBEDDED_DATA.exists() and embedded.running(EMBEDDED_DATA):

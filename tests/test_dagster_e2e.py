@@ -71,22 +71,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose environment mentions ``marker`` (a path unique to this module or test)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def _kill(pids: Sequence[int]) -> None:
     for pid in pids:
         try:
@@ -271,7 +255,9 @@ def _dagster_url(server: Any, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dagster(default_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+def dagster(
+    default_server: Any, tmp_path_factory: pytest.TempPathFactory, processes_with: Any
+) -> Iterator[DagsterDev]:
     """``bash scripts/dagster-dev.sh`` on a free port with fresh storage; killed and dropped after."""
     root = tmp_path_factory.mktemp("dagster-e2e")
     suffix = uuid.uuid4().hex[:10]
@@ -336,7 +322,7 @@ def dagster(default_server: Any, tmp_path_factory: pytest.TempPathFactory) -> It
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-        _kill(_processes_with(f"{root}/"))
+        _kill(processes_with(f"{root}/"))
         database.engine_for.cache_clear()
         with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
             for name in (store_name, dagster_name):
@@ -417,7 +403,9 @@ def test_materializing_one_asset_runs_only_its_stream(dagster, tmp_path):
     }
 
 
-def test_terminating_a_run_stops_meltano_tap_and_target_and_records_cancelled(dagster, tmp_path):
+def test_terminating_a_run_stops_meltano_tap_and_target_and_records_cancelled(
+    dagster, tmp_path, processes_with
+):
     system_db = tmp_path / "meltano.db"
     marker = str(system_db)
     run_id = dagster.launch(
@@ -432,12 +420,12 @@ def test_terminating_a_run_stops_meltano_tap_and_target_and_records_cancelled(da
     running: list[PipelineExecution] = []
     while time.monotonic() < deadline:
         running = dagster.executions_of(run_id, ExecutionStatus.RUNNING)
-        if running and len(_processes_with(marker)) >= 3:  # meltano, tap, target
+        if running and len(processes_with(marker)) >= 3:  # meltano, tap, target
             break
         assert dagster.run_status(run_id) not in FINISHED, dagster.explain(run_id)
         time.sleep(0.3)
     assert running, f"no RUNNING execution for run {run_id}\n{dagster.explain(run_id)}"
-    assert len(_processes_with(marker)) >= 3
+    assert len(processes_with(marker)) >= 3
 
     data = dagster.gql(
         """
@@ -455,9 +443,9 @@ def test_terminating_a_run_stops_meltano_tap_and_target_and_records_cancelled(da
     assert dagster.wait_for_run(run_id, timeout=60) == "CANCELED", dagster.explain(run_id)
 
     deadline = time.monotonic() + 10
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
     [cancelled] = dagster.executions_of(run_id)
     assert cancelled.id == running[0].id
     assert cancelled.status is ExecutionStatus.CANCELLED

@@ -25,22 +25,6 @@ FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
 DAY_2 = "2024-01-03T00:00:00Z"
 
 
-def _sandbox_processes(marker: str) -> list[int]:
-    """Processes whose environment carries this test's unique Meltano system db."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, default_store_url):
     ctx = meltano_sandbox.context(default_store_url)
     [first] = run(ctx, "shop-to-files", RunOptions())
@@ -114,7 +98,9 @@ def test_a_second_execution_of_a_running_state_id_is_refused(meltano_sandbox, de
     assert reconcile_crashed(ctx) == []
 
 
-def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(meltano_sandbox, default_store_url):
+def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(
+    meltano_sandbox, default_store_url, processes_with
+):
     env = {
         **os.environ,
         **meltano_sandbox.env,
@@ -135,18 +121,18 @@ def test_cancelling_stops_meltano_tap_and_target_and_records_cancelled(meltano_s
     running = []
     while time.monotonic() < deadline:
         running = queries.execution_history(ctx, status="RUNNING")
-        if running and len(_sandbox_processes(marker)) >= 3:  # meltano, tap, target
+        if running and len(processes_with(marker)) >= 3:  # meltano, tap, target
             break
         time.sleep(0.2)
     assert running, "the execution never started"
-    assert len(_sandbox_processes(marker)) >= 3
+    assert len(processes_with(marker)) >= 3
     cancel = subprocess.run(
         [FLX, "cancel", running[0].id], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr
     runner.wait(timeout=30)
     assert runner.returncode == 130
-    assert _sandbox_processes(marker) == []
+    assert processes_with(marker) == []
     cancelled = queries.get_execution(ctx, running[0].id)
     assert cancelled.status is ExecutionStatus.CANCELLED
     assert cancelled.duration is not None

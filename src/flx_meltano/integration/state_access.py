@@ -45,8 +45,8 @@ def _route_meltano_logs_to_stdlib() -> None:
 
 
 @contextmanager
-def _environ(overrides: Mapping[str, str]) -> Iterator[None]:
-    """Meltano reads settings from os.environ: apply overrides for the duration of a call."""
+def temporary_environ(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block (Meltano reads its settings there)."""
     saved = {key: os.environ.get(key) for key in overrides}
     os.environ.update(overrides)
     try:
@@ -89,7 +89,7 @@ class MeltanoStateStore:
             from meltano.core.project import Project
             from meltano.core.state_service import StateService
 
-            with self._lock, _environ(self.env):
+            with self._lock, temporary_environ(self.env):
                 project = Project(self.project_dir)
                 if self.environment:
                     project.activate_environment(self.environment)
@@ -99,20 +99,20 @@ class MeltanoStateStore:
                 # A project that never ran meltano has no system database yet.
                 MigrationService(engine).upgrade(silent=True)
                 self._service = StateService(project, session=session_maker())
-                self._service.state_store_manager  # noqa: B018 - resolve the backend now, inside _environ
+                self._service.state_store_manager  # noqa: B018 - resolve the backend now, with the env applied
         return self._service
 
     @property
     def backend_label(self) -> str:
         """Where the state lives, as Meltano names it (e.g. ``the system database``)."""
-        with self._lock, _environ(self.env):
+        with self._lock, temporary_environ(self.env):
             return str(self._state_service().state_store_manager.label)
 
     def get(self, state_id: StateId | str) -> SingerState | None:
         """The state of ``state_id``, or None when it has none."""
         key = str(state_id)
         try:
-            with self._lock, _environ(self.env):
+            with self._lock, temporary_environ(self.env):
                 raw = self._state_service().get_state(key)
         except Exception as exc:
             raise StateAccessError(f"reading state {key!r} failed: {exc}") from exc
@@ -127,7 +127,7 @@ class MeltanoStateStore:
         """Replace the state of ``state_id`` (complete state, as ``meltano state set``)."""
         key = str(state_id)
         try:
-            with self._lock, _environ(self.env):
+            with self._lock, temporary_environ(self.env):
                 self._state_service().set_state(key, json.dumps(state.payload()))
         except Exception as exc:
             raise StateAccessError(f"writing state {key!r} failed: {exc}") from exc
@@ -136,7 +136,7 @@ class MeltanoStateStore:
         """Remove the state of ``state_id``."""
         key = str(state_id)
         try:
-            with self._lock, _environ(self.env):
+            with self._lock, temporary_environ(self.env):
                 self._state_service().clear_state(key)
         except Exception as exc:
             raise StateAccessError(f"clearing state {key!r} failed: {exc}") from exc
@@ -148,7 +148,7 @@ class MeltanoStateStore:
         where ``_`` matches any character and ``?`` does not work.
         """
         try:
-            with self._lock, _environ(self.env):
+            with self._lock, temporary_environ(self.env):
                 manager = self._state_service().state_store_manager
                 ids = sorted(manager.get_state_ids(None))
         except Exception as exc:
