@@ -289,3 +289,18 @@ def test_bare_meltano_runs_every_job_and_resumes_from_its_bookmark(
     finally:
         with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_cli_run_shows_a_live_table_per_stream(meltano_sandbox, default_store_url):
+    env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url, "COLUMNS": "200"}
+    done = subprocess.run(
+        [FLX, "run", FILES_PIPELINE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    table_rows = [line for line in done.stdout.splitlines() if FILES_PIPELINE in line and "SUCCEEDED" in line]
+    assert {row.split("│")[2].strip() for row in table_rows if row.count("│") > 6} >= {
+        "customers",
+        "products",
+        "orders",
+        "order_items",
+    }

@@ -17,7 +17,9 @@ class LiveProgress:
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
         self.rows: dict[tuple[str, str], list[str]] = {}
-        self.live = Live(self._table(), console=console, refresh_per_second=8, transient=False)
+        # Live pulls the table at its own refresh rate: progress events only change the rows (a run
+        # can send tens of thousands of them; rebuilding the table for each would cost seconds).
+        self.live = Live(console=console, refresh_per_second=8, transient=False, get_renderable=self._table)
 
     def __enter__(self) -> LiveProgress:
         self.live.__enter__()
@@ -26,7 +28,7 @@ class LiveProgress:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.live.update(self._table())
+        self.live.refresh()
         self.live.__exit__(exc_type, exc, tb)
         console.print()
 
@@ -49,7 +51,6 @@ class LiveProgress:
         """Update a stream's counters."""
         row = self.rows.setdefault((pipeline_id, stream), ["0", "0", "running", "-"])
         row[0], row[1] = f"{extracted:,}", f"{loaded:,}"
-        self.live.update(self._table())
 
     def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
         """Mark a stream done (or failed)."""
@@ -57,10 +58,8 @@ class LiveProgress:
         row[1] = f"{result.records:,}"
         row[2] = status_text(str(result.status))
         row[3] = str(result.duration) if result.duration else "-"
-        self.live.update(self._table())
 
     def on_execution(self, execution: PipelineExecution) -> None:
         """Add the streams of a starting execution as pending rows."""
         for stream in execution.streams:
             self.rows.setdefault((execution.pipeline_id, stream), ["0", "0", "pending", "-"])
-        self.live.update(self._table())
