@@ -10,6 +10,7 @@ from typing import Protocol
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import Step, aggregate, resolve
+from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
@@ -185,6 +186,9 @@ def execute_pipeline(
             exclusive=(definition.extractor.name,),
         )
     )
+    redact = Redactor.for_plugins(
+        (definition.extractor, *definition.mappers, definition.loader), {**ctx.run_env, **options.env}
+    )
     tracker = ExecutionTracker(
         extractor=definition.extractor.name,
         loader=definition.loader.name,
@@ -200,9 +204,9 @@ def execute_pipeline(
                 yield LogUpdate("info", None, message)
             for event in events:
                 if isinstance(event, LogRecord):
-                    yield LogUpdate(event.level, event.plugin, event.message)
+                    yield LogUpdate(event.level, event.plugin, redact(event.message))
                 elif isinstance(event, BlockCompleted) and not event.success:
-                    yield LogUpdate("error", None, f"block failed: {event.error}")
+                    yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
                 for note in tracker.feed(event):
                     if isinstance(note, StreamProgress):
                         yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
@@ -213,7 +217,7 @@ def execute_pipeline(
                         yield StreamUpdate(execution, note.result)
     except BaseException:
         run.cancel()
-        _close(ctx, definition, execution, tracker, state_before, options, cancelled=True)
+        _close(ctx, definition, execution, tracker, state_before, options, redact, cancelled=True)
         raise
     _close(
         ctx,
@@ -222,6 +226,7 @@ def execute_pipeline(
         tracker,
         state_before,
         options,
+        redact,
         cancelled=run.cancelled and not run.timed_out,
         timed_out=run.timed_out,
         exit_code=run.returncode,
@@ -265,6 +270,7 @@ def _close(
     tracker: ExecutionTracker,
     state_before: SingerState | None,
     options: RunOptions,
+    redact: Redactor,
     *,
     cancelled: bool,
     timed_out: bool = False,
@@ -295,7 +301,7 @@ def _close(
             else:
                 error = f"meltano exited with code {exit_code} without reporting the block's result"
             execution.fail(
-                error,
+                redact(error),
                 at=now,
                 failed_plugin=outcome.failed_plugin if outcome else None,
                 exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
@@ -325,13 +331,15 @@ def run_command(
             env={**ctx.run_env, **options.env},
         )
     )
+    plugins = [p for p in ctx.project.plugins if p.name == command.plugin]
+    redact = Redactor.for_plugins(plugins, {**ctx.run_env, **options.env})
     failure: str | None = None
     try:
         for event in run.start().events():
             if isinstance(event, LogRecord):
-                observer.on_log(event.level, event.plugin, event.message)
+                observer.on_log(event.level, event.plugin, redact(event.message))
             elif isinstance(event, BlockCompleted) and not event.success:
-                failure = event.error or "failed"
+                failure = redact(event.error or "failed")
     except BaseException:
         run.cancel()
         raise
