@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,20 @@ from sqlalchemy.exc import IntegrityError
 from flx_meltano.domain.events import DomainEvent
 from flx_meltano.persistence.errors import ConcurrencyConflict
 from flx_meltano.persistence.tables import events
+
+
+def _rows(stream_id: str, expected_version: int, new_events: Sequence[DomainEvent]) -> list[dict[str, Any]]:
+    """The rows of ``new_events``, numbered on from ``expected_version``."""
+    return [
+        {
+            "stream_id": stream_id,
+            "version": expected_version + offset,
+            "type": type(event).__name__,
+            "occurred_at": event.occurred_at,
+            "payload": event.to_payload(),
+        }
+        for offset, event in enumerate(new_events, start=1)
+    ]
 
 
 class EventStore:
@@ -31,32 +46,12 @@ class EventStore:
         ``savepoint=False`` skips the savepoint (faster for bulk writers; a conflict then aborts
         the whole transaction, which such writers roll back anyway).
         """
-        if not new_events:
-            return expected_version
-        rows = [
-            {
-                "stream_id": stream_id,
-                "version": expected_version + offset,
-                "type": type(event).__name__,
-                "occurred_at": event.occurred_at,
-                "payload": event.to_payload(),
-            }
-            for offset, event in enumerate(new_events, start=1)
-        ]
-        try:
-            if savepoint:
-                # A savepoint keeps the caller's transaction usable after a conflict.
-                with self.connection.begin_nested():
-                    self.connection.execute(events.insert(), rows)
-            else:
-                self.connection.execute(events.insert(), rows)
-        except IntegrityError as exc:
-            if "events_stream_version" in str(exc.orig):
-                raise ConcurrencyConflict(
-                    f"event stream {stream_id!r} moved past version {expected_version}: "
-                    "another writer changed it; reload and retry"
-                ) from exc
-            raise
+        self._insert(
+            _rows(stream_id, expected_version, new_events),
+            savepoint=savepoint,
+            conflict=f"event stream {stream_id!r} moved past version {expected_version}: "
+            "another writer changed it; reload and retry",
+        )
         return expected_version + len(new_events)
 
     def append_batch(self, batch: Sequence[tuple[str, int, Sequence[DomainEvent]]]) -> None:
@@ -66,26 +61,30 @@ class EventStore:
         ConcurrencyConflict and the transaction must be rolled back (for bulk writers: imports,
         replays, backfills).
         """
-        rows = [
-            {
-                "stream_id": stream_id,
-                "version": expected + offset,
-                "type": type(event).__name__,
-                "occurred_at": event.occurred_at,
-                "payload": event.to_payload(),
-            }
-            for stream_id, expected, new_events in batch
-            for offset, event in enumerate(new_events, start=1)
-        ]
+        self._insert(
+            [
+                row
+                for stream_id, expected, new_events in batch
+                for row in _rows(stream_id, expected, new_events)
+            ],
+            savepoint=False,
+            conflict=f"one of {len(batch)} event streams moved past its expected version",
+        )
+
+    def _insert(self, rows: list[dict[str, Any]], *, savepoint: bool, conflict: str) -> None:
+        """Insert event rows; a (stream_id, version) clash becomes ConcurrencyConflict(conflict)."""
         if not rows:
             return
         try:
-            self.connection.execute(events.insert(), rows)
+            if savepoint:
+                # A savepoint keeps the caller's transaction usable after a conflict.
+                with self.connection.begin_nested():
+                    self.connection.execute(events.insert(), rows)
+            else:
+                self.connection.execute(events.insert(), rows)
         except IntegrityError as exc:
             if "events_stream_version" in str(exc.orig):
-                raise ConcurrencyConflict(
-                    f"one of {len(batch)} event streams moved past its expected version: {exc.orig}"
-                ) from exc
+                raise ConcurrencyConflict(conflict) from exc
             raise
 
     def read(self, stream_id: str) -> list[DomainEvent]:
