@@ -7,13 +7,12 @@ catalog refresh``) and its stream list is cached under ``.meltano/flx/catalog/``
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import ProjectModel, selected_streams, streams_named_by
-from flx_meltano.integration.errors import IntegrationError
-from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
+from flx_meltano.integration.errors import IntegrationError, LaunchError
+from flx_meltano.integration.meltano_cli import run_meltano
 
 
 class CatalogMissing(IntegrationError):
@@ -57,25 +56,15 @@ def refresh(
     meltano_executable: str = "meltano",
 ) -> tuple[str, ...]:
     """Run discovery through Meltano once and cache the stream names (all, before selection)."""
-    argv = [resolve_executable(meltano_executable)]
-    if environment:
-        argv.append(f"--environment={environment}")
-    argv += ["invoke", "--dump=catalog", extractor]
+    args = [f"--environment={environment}"] if environment else []
     try:
-        result = subprocess.run(
-            argv,
-            cwd=project_root,
-            env=meltano_env(),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
+        output = run_meltano(
+            meltano_executable, [*args, "invoke", "--dump=catalog", extractor], project_root, timeout=600
         )
-    except subprocess.CalledProcessError as exc:
-        tail = (exc.stderr or "").strip().splitlines()[-5:]
-        raise IntegrationError(f"discovery of {extractor} failed: {' | '.join(tail)}") from exc
+    except LaunchError as exc:
+        raise IntegrationError(f"discovery of {extractor} failed: {exc}") from exc
     try:
-        catalog = json.loads(result.stdout)
+        catalog = json.loads(output)
         streams = tuple(
             str(entry.get("tap_stream_id") or entry["stream"]) for entry in catalog.get("streams", [])
         )

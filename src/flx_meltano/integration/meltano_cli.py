@@ -40,22 +40,30 @@ def resolve_executable(executable: str) -> str:
     return found
 
 
-def meltano_version(executable: str, project_dir: Path) -> str:
-    """``meltano --version``, e.g. ``meltano, version 4.4.1``."""
-    path = resolve_executable(executable)
+def run_meltano(executable: str, args: list[str], project_dir: Path | str, timeout: float = 60) -> str:
+    """Run a short ``meltano`` command and return its stdout; LaunchError with its last lines if it fails."""
+    argv = [resolve_executable(executable), *args]
     try:
         result = subprocess.run(
-            [path, "--version"],
+            argv,
             cwd=project_dir,
             env=meltano_env(),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=True,
         )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        raise LaunchError(f"{path} --version failed: {exc}") from exc
-    return result.stdout.strip()
+    except subprocess.CalledProcessError as exc:
+        tail = " | ".join((exc.stderr or "").strip().splitlines()[-5:])
+        raise LaunchError(f"meltano {' '.join(args)} failed (exit {exc.returncode}): {tail}") from exc
+    except (subprocess.TimeoutExpired, OSError) as exc:
+        raise LaunchError(f"meltano {' '.join(args)} failed: {exc}") from exc
+    return result.stdout
+
+
+def meltano_version(executable: str, project_dir: Path) -> str:
+    """``meltano --version``, e.g. ``meltano, version 4.4.1``."""
+    return run_meltano(executable, ["--version"], project_dir).strip()
 
 
 def plugin_executable_path(project_dir: Path, plugin: Plugin) -> Path:
