@@ -9,14 +9,11 @@ from typing import Any
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import all_pipelines
+from flx_meltano.application.secrets import MASK, looks_secret
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.persistence.execution_repository import ExecutionFilter
-
-REDACTED = "********"
-# Setting names that hold secrets even when meltano.yml forgets to mark them sensitive.
-SECRET_NAME_HINTS = ("password", "secret", "token", "api_key", "apikey", "private_key", "sqlalchemy_url")
 
 
 @dataclass(frozen=True)
@@ -108,8 +105,7 @@ def list_plugins(ctx: AppContext) -> list[Plugin]:
 
 def is_secret(plugin: Plugin, name: str) -> bool:
     """Whether a setting of ``plugin`` must never be shown."""
-    lowered = name.lower()
-    return name in plugin.secret_setting_names or any(hint in lowered for hint in SECRET_NAME_HINTS)
+    return name in plugin.secret_setting_names or looks_secret(name)
 
 
 def redact(plugin: Plugin, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +113,7 @@ def redact(plugin: Plugin, config: Mapping[str, Any]) -> dict[str, Any]:
     redacted: dict[str, Any] = {}
     for key, value in config.items():
         if is_secret(plugin, key) and value not in (None, ""):
-            redacted[key] = REDACTED
+            redacted[key] = MASK
         elif isinstance(value, Mapping):
             redacted[key] = redact(plugin, value)
         else:

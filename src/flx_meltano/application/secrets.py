@@ -12,7 +12,15 @@ from flx_meltano.domain.plugins import Plugin
 
 MASK = "********"
 MIN_SECRET_LENGTH = 4  # shorter values (e.g. a dummy password "x") would mask ordinary text
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)", re.IGNORECASE)
+# Names that hold secrets even where meltano.yml forgets to mark them sensitive (settings or env vars).
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?|SQLALCHEMY_URL)", re.IGNORECASE
+)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a setting or variable name says it holds a secret."""
+    return SECRET_NAME.search(name) is not None
 
 
 def setting_env_var(plugin: Plugin, setting: str) -> str:
@@ -48,7 +56,7 @@ class Redactor:
                     if environment.get(var):
                         values.add(environment[var])
         for key, value in environment.items():
-            if SECRET_NAME.search(key) and value:
+            if looks_secret(key) and value:
                 values.add(value)
         for value in list(values) + list(environment.values()):
             password = _url_password(value)

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
 from flx_meltano.domain.events import StateRestored
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 Progress = Callable[[int, int], None]
 
@@ -153,7 +153,7 @@ def restore(
             return RestoreResult(snapshot, target, changes, None, True)
         pre_restore = None
         if current is not None:
-            pre_restore = _snapshot_current(uow, target, current, SnapshotReason.PRE_RESTORE)
+            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE)
         uow.commit()
     ctx.state_store.set(target, snapshot.state)
     with ctx.unit_of_work() as uow:
@@ -171,14 +171,6 @@ def restore(
         )
         uow.commit()
     return RestoreResult(snapshot, target, changes, pre_restore, False)
-
-
-def _snapshot_current(uow: SqlUnitOfWork, state_id: str, state: SingerState, reason: SnapshotReason) -> int:
-    """Snapshot ``state`` (or reuse the newest snapshot holding exactly it); its id."""
-    newest = uow.snapshots.latest(state_id)
-    if newest is not None and newest.checksum == state.checksum:
-        return newest.id
-    return uow.snapshots.add(state_id, state, reason=reason, at=_now()).id
 
 
 def restore_previous(
@@ -284,7 +276,7 @@ def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: boo
         for entry in states:
             current = ctx.state_store.get(entry.state_id)
             if current is not None:
-                _snapshot_current(uow, entry.state_id, current, SnapshotReason.PRE_RESTORE)
+                snapshot_if_changed(uow, entry.state_id, current, SnapshotReason.PRE_RESTORE)
         uow.commit()
     for entry in states:
         ctx.state_store.set(entry.state_id, entry.state)

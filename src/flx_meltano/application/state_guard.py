@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
@@ -15,15 +15,14 @@ def snapshot_if_changed(
     state: SingerState,
     reason: SnapshotReason,
     execution_id: str | None = None,
-    label: str | None = None,
-) -> StateSnapshot | None:
-    """Store a snapshot unless the newest one of ``state_id`` has the same checksum."""
-    latest = uow.snapshots.latest_checksums([state_id]).get(state_id)
-    if latest == state.checksum:
-        return None
+) -> int:
+    """The id of a snapshot holding ``state``: the newest one if identical, else a new one."""
+    newest = uow.snapshots.latest(state_id)
+    if newest is not None and newest.checksum == state.checksum:
+        return newest.id
     return uow.snapshots.add(
-        state_id, state, reason=reason, at=datetime.now(UTC), label=label, execution_id=execution_id
-    )
+        state_id, state, reason=reason, at=datetime.now(UTC), execution_id=execution_id
+    ).id
 
 
 def regression_warnings(
