@@ -35,12 +35,9 @@ def stop(settings: Settings) -> bool:
 
 def status(settings: Settings) -> str:
     """One line: ok or what is wrong."""
-    location = database.locate(settings, start_embedded=False) if settings.database_url else None
-    if location is None:
-        server = embedded.running(settings.embedded_data_dir)
-        if server is None:
-            return f"stopped: the embedded PostgreSQL in {settings.embedded_data_dir} is not running"
-        location = database.locate(settings, start_embedded=False)
+    if not settings.database_url and embedded.running(settings.embedded_data_dir) is None:
+        return f"stopped: the embedded PostgreSQL in {settings.embedded_data_dir} is not running"
+    location = database.locate(settings, start_embedded=False)
     health = database.check_store(location.store_url)
     if not health.reachable:
         return f"unreachable: {health.url}: {health.error}"
