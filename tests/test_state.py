@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +24,13 @@ from flx_meltano import state as state_api
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence import database
+from flx_meltano.persistence.event_store import EventStore
 from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -799,3 +802,70 @@ def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
     assert third.state_before == first.state_after
     assert third.results["orders"].records == 0
     assert meltano_sandbox.lines("orders") == orders_before
+
+
+# --- E. the store under load and under concurrent writers --------------------------------------
+
+
+@only("systemdb-sqlite")
+def test_a_backup_of_many_ids_appends_their_events_in_one_insert(state_backend):
+    b = state_backend
+    ids = [f"dev:bulk-{n}" for n in range(6)]
+    b.seed(**{state_id: bookmarks(orders=n) for n, state_id in enumerate(ids)})
+    inserts: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO FLX.EVENTS"):
+            inserts.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        report = state_api.backup(pattern="dev:bulk-*", settings=b.settings)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    assert [s.state_id for s in report.taken] == ids
+    assert len(inserts) == 1, inserts
+    for state_id, snapshot in zip(ids, report.taken, strict=True):
+        [(kind, payload)] = b.events(state_id)
+        assert (kind, payload["snapshot_id"]) == ("StateSnapshotTaken", snapshot.id)
+
+
+def _wait_for_a_lock_wait(store_url: str, timeout: float = 60) -> None:
+    """Until some session of the store's database waits on a lock (e.g. a unique index entry)."""
+    deadline = time.monotonic() + timeout
+    with database.engine_for(store_url).connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            if waiting:
+                return
+            conn.rollback()
+            time.sleep(0.05)
+    pytest.fail("nobody waited on a lock")
+
+
+@only("systemdb-sqlite")
+def test_a_snapshot_event_is_appended_after_a_concurrent_writer_of_its_stream(state_backend):
+    """The batched event insert keeps the old semantics: another writer's event is kept, ours follows."""
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW})
+    other = database.engine_for(b.store_url).connect()
+    transaction = other.begin()
+    theirs = StateSnapshotTaken(A, datetime.now(UTC), snapshot_id=1, reason="manual", checksum="x")
+    EventStore(other).append(f"state-{A}", 0, [theirs])  # not committed yet: the backup waits on it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        backup = pool.submit(state_api.backup, [A, B], settings=b.settings)
+        _wait_for_a_lock_wait(b.store_url)
+        transaction.commit()
+        report = backup.result(timeout=120)
+    other.close()
+    assert [s.state_id for s in report.taken] == [A, B]
+    assert [(t, p["snapshot_id"]) for t, p in b.events(A)] == [
+        ("StateSnapshotTaken", 1),
+        ("StateSnapshotTaken", report.taken[0].id),
+    ]
+    assert [t for t, _ in b.events(B)] == ["StateSnapshotTaken"]

@@ -121,6 +121,7 @@ class SnapshotRepository:
             )
         }
         taken: list[StateSnapshot] = []
+        pending: list[tuple[str, int, DomainEvent]] = []
         for snapshot_id, (state_id, state) in zip(ids, ordered, strict=True):
             event = StateSnapshotTaken(
                 state_id,
@@ -130,11 +131,28 @@ class SnapshotRepository:
                 checksum=state.checksum,
                 label=label,
             )
-            self.append_state_events(state_id, [event], version=versions.get(f"state-{state_id}", 0))
+            pending.append((state_id, versions.get(f"state-{state_id}", 0), event))
             taken.append(
                 StateSnapshot(snapshot_id, state_id, at, reason, state.checksum, state, label, execution_id)
             )
+        self._append_state_batch(pending)
         return taken
+
+    def _append_state_batch(self, pending: Sequence[tuple[str, int, DomainEvent]]) -> None:
+        """One event per state id (at its known version) in one INSERT.
+
+        If another writer moved one of the streams on meanwhile, the savepoint keeps the
+        transaction usable and each event is appended on its own, retried at the stream's new
+        version as ``append_state_events`` does.
+        """
+        try:
+            with self.connection.begin_nested():
+                self.events.append_batch(
+                    [(f"state-{state_id}", version, [event]) for state_id, version, event in pending]
+                )
+        except ConcurrencyConflict:
+            for state_id, _, event in pending:
+                self.append_state_events(state_id, [event])
 
     def get(self, snapshot_id: int) -> StateSnapshot:
         """One snapshot; NotFound naming the id."""
