@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -869,3 +870,37 @@ def test_a_snapshot_event_is_appended_after_a_concurrent_writer_of_its_stream(st
         ("StateSnapshotTaken", report.taken[0].id),
     ]
     assert [t for t, _ in b.events(B)] == ["StateSnapshotTaken"]
+
+
+class _FakeService:
+    """A stand-in for Meltano's StateService: records the variable it saw, slowly."""
+
+    def __init__(self, seen: list[str | None], inside: threading.Event) -> None:
+        self.seen, self.inside = seen, inside
+
+    def get_state(self, key: str) -> dict[str, Any]:
+        self.inside.set()
+        self.seen.append(os.environ.get("FLX_TEST_STORE_VAR"))
+        time.sleep(0.5)
+        self.seen.append(os.environ.get("FLX_TEST_STORE_VAR"))
+        return {}
+
+
+def test_two_state_stores_never_see_each_others_environment(monkeypatch: pytest.MonkeyPatch):
+    """os.environ is process-wide, so the lock around a store's temporary environment must be too."""
+    monkeypatch.delenv("FLX_TEST_STORE_VAR", raising=False)
+    seen: dict[str, list[str | None]] = {"a": [], "b": []}
+    inside = {"a": threading.Event(), "b": threading.Event()}
+    stores = {}
+    for name in ("a", "b"):
+        store = MeltanoStateStore(REPO, "dev", env={"FLX_TEST_STORE_VAR": name})
+        service = _FakeService(seen[name], inside[name])
+        monkeypatch.setattr(store, "_state_service", lambda service=service: service)
+        stores[name] = store
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(stores["a"].get, A)
+        assert inside["a"].wait(30)
+        second = pool.submit(stores["b"].get, A)  # starts while the first is inside its environment
+        assert (first.result(30), second.result(30)) == (None, None)
+    assert seen == {"a": ["a", "a"], "b": ["b", "b"]}
+    assert "FLX_TEST_STORE_VAR" not in os.environ, "a store's variable leaked into the process"

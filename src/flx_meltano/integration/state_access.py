@@ -25,6 +25,10 @@ from flx_meltano.integration.meltano_cli import QUIET_MELTANO_ENV
 
 logger = logging.getLogger(__name__)
 
+# os.environ and Meltano's project loading are process-wide: every store in the process takes this
+# one lock while it applies its own environment, so two stores never see each other's variables.
+_PROCESS_LOCK = threading.RLock()
+
 
 def _route_meltano_logs_to_stdlib() -> None:
     """Send Meltano's structlog output through stdlib logging (quiet below WARNING).
@@ -78,8 +82,7 @@ class MeltanoStateStore:
         self.environment = environment
         self.env = {**QUIET_MELTANO_ENV, **(env or {})}
         self._service: Any = None
-        # Meltano's project loading and os.environ are process-wide: one caller at a time.
-        self._lock = threading.RLock()
+        self._lock = _PROCESS_LOCK
 
     def _state_service(self) -> Any:
         if self._service is None:
