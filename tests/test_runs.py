@@ -13,16 +13,112 @@ import pytest
 
 from flx_meltano.application import queries
 from flx_meltano.application.commands import reconcile_crashed
+from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
-from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.application.run import LogUpdate, RunOptions, execute_pipeline, open_execution, run
 from flx_meltano.domain.errors import ExecutionAlreadyRunning
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
+from flx_meltano.integration.errors import LaunchError, StateAccessError
+from flx_meltano.integration.launcher import MeltanoRun
+from flx_meltano.persistence.errors import ConcurrencyConflict
+from flx_meltano.settings import Settings
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
 FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
 DAY_2 = "2024-01-03T00:00:00Z"
+
+
+NO_MELTANO = "/nonexistent/bin/meltano"
+
+
+def _context_without_meltano(sandbox, store_url: str, how: str, monkeypatch) -> AppContext:
+    if how == "env":
+        monkeypatch.setenv("FLX_MELTANO_EXECUTABLE", NO_MELTANO)
+        return sandbox.context(store_url)
+    settings = Settings(
+        database_url=store_url, project_dir=REPO, environment="dev", meltano_executable=NO_MELTANO
+    )
+    return AppContext(settings=settings, env=sandbox.env)
+
+
+@pytest.mark.parametrize("how", ["env", "settings"])
+def test_a_meltano_that_cannot_start_is_recorded_failed_not_cancelled(
+    meltano_sandbox, default_store_url, monkeypatch, how
+):
+    ctx = _context_without_meltano(meltano_sandbox, default_store_url, how, monkeypatch)
+    with pytest.raises(LaunchError, match=f"{NO_MELTANO!r} was not found"):
+        run(ctx, FILES_PIPELINE, RunOptions())
+    [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
+    assert execution.status is ExecutionStatus.FAILED
+    assert f"{NO_MELTANO!r} was not found" in (execution.error or "")
+    assert "FLX_MELTANO_EXECUTABLE" in (execution.error or "")
+    assert "cancelled" not in (execution.error or "")
+    assert execution.ended_at is not None
+    assert queries.execution_history(ctx, status="RUNNING") == []
+
+
+def test_cli_run_names_an_unusable_meltano_without_a_traceback(meltano_sandbox, default_store_url):
+    env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url}
+    done = subprocess.run(
+        [FLX, "run", FILES_PIPELINE, "--json"],
+        cwd=REPO,
+        env={**env, "FLX_MELTANO_EXECUTABLE": NO_MELTANO},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"error: the meltano executable {NO_MELTANO!r} was not found" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_failure_while_closing_does_not_hide_the_original_error(
+    meltano_sandbox, default_store_url, monkeypatch
+):
+    ctx = _context_without_meltano(meltano_sandbox, default_store_url, "env", monkeypatch)
+    read_state = ctx.state_store.get
+    start = MeltanoRun.start
+    launched: list[bool] = []
+
+    def launch(self, *args, **kwargs):
+        launched.append(True)
+        return start(self, *args, **kwargs)
+
+    def state_backend_that_breaks_once_meltano_was_launched(state_id):
+        if launched:
+            raise StateAccessError("the state backend went away")
+        return read_state(state_id)
+
+    monkeypatch.setattr(MeltanoRun, "start", launch)
+    monkeypatch.setattr(ctx.state_store, "get", state_backend_that_breaks_once_meltano_was_launched)
+    with pytest.raises(LaunchError, match="was not found") as raised:
+        run(ctx, FILES_PIPELINE, RunOptions())
+    assert any("the state backend went away" in note for note in getattr(raised.value, "__notes__", []))
+    [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
+    assert execution.status is ExecutionStatus.FAILED
+    assert f"{NO_MELTANO!r} was not found" in (execution.error or "")
+    assert "the state backend went away" in (execution.error or "")
+
+
+def test_an_error_in_flx_while_meltano_runs_is_failed_and_stops_every_process(
+    meltano_sandbox, default_store_url, processes_with
+):
+    ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="20")
+    [step] = resolve(ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    marker = str(meltano_sandbox.system_db)
+    updates = execute_pipeline(ctx, step.pipeline, RunOptions())
+    for update in updates:
+        if isinstance(update, LogUpdate) and update.plugin and len(processes_with(marker)) >= 3:
+            break  # meltano, tap and target are running
+    with pytest.raises(ConcurrencyConflict, match="another writer"):
+        updates.throw(ConcurrencyConflict("another writer changed the execution"))
+    assert processes_with(marker) == []
+    [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.error == "ConcurrencyConflict: another writer changed the execution"
 
 
 def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, default_store_url):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -74,6 +74,9 @@ class RunOptions:
     dagster_run_id: str | None = None
     execution_id: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+
+
+CANCELLED_REASON = "cancelled; meltano and its plugins were stopped"
 
 
 class CommandFailed(RuntimeError):
@@ -153,51 +156,33 @@ RunUpdate = LogUpdate | ProgressUpdate | StreamUpdate | ExecutionUpdate
 
 def execute_pipeline(
     ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
-) -> Iterator[RunUpdate]:
+) -> Generator[RunUpdate, None, None]:
     """Run one extract-load pipeline, yielding what happens as it happens.
 
     The last update is the closed execution. Interrupting the consumer (KeyboardInterrupt,
     Dagster's interrupt, closing the generator) stops meltano and every process it started and
-    records CANCELLED before the exception goes on.
+    records CANCELLED before the exception goes on. Any other exception (meltano cannot start,
+    the state backend or the store fails) stops them too and records FAILED with the error,
+    then goes on unchanged.
     """
     options = options or RunOptions()
+    env = {**ctx.run_env, **options.env}
+    redact = Redactor.for_plugins((definition.extractor, *definition.mappers, definition.loader), env)
     execution, state_before = open_execution(ctx, definition, options)
-    yield ExecutionUpdate(execution)
-    select = {definition.extractor.name: execution.streams} if options.streams is not None else {}
-    run = MeltanoRun(
-        RunRequest(
-            project_dir=ctx.settings.project_dir,
-            environment=definition.state_id.environment,
-            blocks=(
-                definition.extractor.name,
-                *(m.name for m in definition.mappers),
-                definition.loader.name,
-            ),
-            run_id=execution.id,
-            meltano_executable=ctx.settings.meltano_executable,
-            select=select,
-            full_refresh=options.full_refresh,
-            state_strategy=options.state_strategy,
-            # flx already guarantees one execution per state id; Meltano's own stale-job check
-            # would refuse a run that a crashed predecessor left behind.
-            force=True,
-            timeout_seconds=options.timeout_seconds,
-            env={**ctx.run_env, **options.env},
-            exclusive=(definition.extractor.name,),
-        )
-    )
-    redact = Redactor.for_plugins(
-        (definition.extractor, *definition.mappers, definition.loader), {**ctx.run_env, **options.env}
-    )
-    tracker = ExecutionTracker(
-        extractor=definition.extractor.name,
-        loader=definition.loader.name,
-        mappers=tuple(m.name for m in definition.mappers),
-        read_state=lambda: _state(ctx, definition),
-        expected_streams=execution.streams,
-    )
+    run: MeltanoRun | None = None
+    tracker: ExecutionTracker | None = None
     waits: list[str] = []
+    # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
+        yield ExecutionUpdate(execution)
+        run = MeltanoRun(_run_request(ctx, definition, execution, options, env))
+        tracker = ExecutionTracker(
+            extractor=definition.extractor.name,
+            loader=definition.loader.name,
+            mappers=tuple(m.name for m in definition.mappers),
+            read_state=lambda: _state(ctx, definition),
+            expected_streams=execution.streams,
+        )
         with ctx.unit_of_work() as uow:
             events = run.start(on_wait=waits.append).events()
             for message in waits:
@@ -215,23 +200,61 @@ def execute_pipeline(
                         uow.executions.save(execution)
                         uow.commit()
                         yield StreamUpdate(execution, note.result)
-    except BaseException:
-        run.cancel()
-        _close(ctx, definition, execution, tracker, state_before, options, redact, cancelled=True)
+        _close(
+            ctx,
+            definition,
+            execution,
+            tracker,
+            state_before,
+            options,
+            redact,
+            cancelled=run.cancelled and not run.timed_out,
+            timed_out=run.timed_out,
+            exit_code=run.returncode,
+        )
+    except Exception as exc:
+        # flx itself failed (meltano could not start; the state backend or the store failed):
+        # that is a failure of the execution, not a cancellation.
+        if run is not None:
+            run.cancel()
+        _close_after_exception(ctx, definition, execution, tracker, state_before, options, redact, exc)
         raise
-    _close(
-        ctx,
-        definition,
-        execution,
-        tracker,
-        state_before,
-        options,
-        redact,
-        cancelled=run.cancelled and not run.timed_out,
-        timed_out=run.timed_out,
-        exit_code=run.returncode,
-    )
+    except BaseException as exc:
+        # Only interrupts get here (KeyboardInterrupt, also from the CLI's SIGTERM handler;
+        # GeneratorExit when the consumer closes us; SystemExit; Dagster's interrupt error).
+        if run is not None:
+            run.cancel()
+        _close_after_exception(
+            ctx, definition, execution, tracker, state_before, options, redact, exc, cancelled=True
+        )
+        raise
     yield ExecutionUpdate(execution)
+
+
+def _run_request(
+    ctx: AppContext,
+    definition: PipelineDefinition,
+    execution: PipelineExecution,
+    options: RunOptions,
+    env: dict[str, str],
+) -> RunRequest:
+    """The ``meltano run`` of one execution of ``definition``."""
+    return RunRequest(
+        project_dir=ctx.settings.project_dir,
+        environment=definition.state_id.environment,
+        blocks=(definition.extractor.name, *(m.name for m in definition.mappers), definition.loader.name),
+        run_id=execution.id,
+        meltano_executable=ctx.settings.meltano_executable,
+        select={definition.extractor.name: execution.streams} if options.streams is not None else {},
+        full_refresh=options.full_refresh,
+        state_strategy=options.state_strategy,
+        # flx already guarantees one execution per state id; Meltano's own stale-job check
+        # would refuse a run that a crashed predecessor left behind.
+        force=True,
+        timeout_seconds=options.timeout_seconds,
+        env=env,
+        exclusive=(definition.extractor.name,),
+    )
 
 
 def notify(observer: RunObserver, update: RunUpdate) -> None:
@@ -267,7 +290,7 @@ def _close(
     ctx: AppContext,
     definition: PipelineDefinition,
     execution: PipelineExecution,
-    tracker: ExecutionTracker,
+    tracker: ExecutionTracker | None,
     state_before: SingerState | None,
     options: RunOptions,
     redact: Redactor,
@@ -275,30 +298,32 @@ def _close(
     cancelled: bool,
     timed_out: bool = False,
     exit_code: int | None = None,
+    error: str | None = None,
 ) -> None:
-    """Record unconfirmed streams, the new state, the outcome and a post-run snapshot at once."""
+    """Record unconfirmed streams, the new state, the outcome and a post-run snapshot at once.
+
+    ``error``: flx itself failed (not meltano); the execution is FAILED with that (redacted) text.
+    """
     state_after = _state(ctx, definition)
-    outcome = tracker.outcome
-    succeeded = outcome is not None and outcome.success and not cancelled and not timed_out
+    outcome = tracker.outcome if tracker else None
+    succeeded = outcome is not None and outcome.success and not cancelled and not timed_out and not error
     warnings = regression_warnings(state_before, state_after, full_refresh=options.full_refresh)
     now = _now()
     with ctx.unit_of_work() as uow:
-        if not succeeded:
+        if not succeeded and tracker is not None:
             for result in tracker.unconfirmed_results():
                 execution.record_stream(result, at=now)
         payload = state_after.payload() if state_after else None
         if cancelled:
-            execution.cancel(
-                at=now, reason="cancelled; meltano and its plugins were stopped", state_after=payload
-            )
+            execution.cancel(at=now, reason=CANCELLED_REASON, state_after=payload)
         elif succeeded:
             execution.succeed(at=now, state_after=payload, warnings=warnings)
         else:
-            if timed_out:
+            if error is None and timed_out:
                 error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
-            elif outcome is not None and outcome.error:
+            elif error is None and outcome is not None and outcome.error:
                 error = outcome.error
-            else:
+            elif error is None:
                 error = f"meltano exited with code {exit_code} without reporting the block's result"
             execution.fail(
                 redact(error),
@@ -312,6 +337,73 @@ def _close(
         if state_after is not None:
             snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
         uow.commit()
+
+
+MAX_ERROR_CHARS = 4000
+
+
+def describe(exc: BaseException) -> str:
+    """One exception as a stored error: its type and message, bounded."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _close_after_exception(
+    ctx: AppContext,
+    definition: PipelineDefinition,
+    execution: PipelineExecution,
+    tracker: ExecutionTracker | None,
+    state_before: SingerState | None,
+    options: RunOptions,
+    redact: Redactor,
+    exc: BaseException,
+    *,
+    cancelled: bool = False,
+) -> None:
+    """Close the execution after ``exc``; never raises, so ``exc`` is what the caller sees.
+
+    The full close (state, stream results, snapshot) is tried first. If that fails too (the
+    state backend or the store is what broke), the stored execution is closed on its own, with
+    both errors; if even that is impossible, the second error is noted on ``exc`` and the
+    crash reconciler closes the execution once this runner is gone.
+    """
+    error = None if cancelled else redact(describe(exc))
+    try:
+        if execution.status.is_active:
+            _close(
+                ctx,
+                definition,
+                execution,
+                tracker,
+                state_before,
+                options,
+                redact,
+                cancelled=cancelled,
+                error=error,
+            )
+            return
+    except Exception as close_exc:  # reported on exc and in the stored error
+        second = redact(describe(close_exc))
+    else:
+        second = "the execution was already closed in memory but not stored"
+    exc.add_note(f"while recording execution {execution.id} of {definition.id}: {second}")
+    try:
+        with ctx.unit_of_work() as uow:
+            stored = uow.executions.get(execution.id, for_update=True)
+            if stored.status.is_active:
+                if cancelled:
+                    stored.cancel(
+                        at=_now(), reason=f"{CANCELLED_REASON} (recording the outcome failed: {second})"
+                    )
+                else:
+                    stored.fail(f"{error}\n(recording the outcome also failed: {second})", at=_now())
+                uow.executions.save(stored)
+                uow.commit()
+    except Exception as store_exc:  # reported on exc
+        exc.add_note(
+            f"execution {execution.id} could not be closed ({redact(describe(store_exc))}); "
+            "'flx-meltano reconcile' marks it CRASHED"
+        )
 
 
 def run_command(

@@ -12,10 +12,13 @@ import typer
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.run import RunOptions, run
-from flx_meltano.cli.output import console, print_json, print_table, status_text
+from flx_meltano.cli.output import console, error_console, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
+from flx_meltano.domain.errors import DomainError
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import Trigger
+from flx_meltano.integration.errors import IntegrationError
+from flx_meltano.persistence.errors import StoreError
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
 
@@ -110,6 +113,12 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             console.print("[yellow]cancelled: meltano and its plugins were stopped[/yellow]")
             raise typer.Exit(130) from None
+        except (IntegrationError, DomainError, StoreError) as exc:
+            # Already recorded as a FAILED execution where one was open; say why, without a traceback.
+            error_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            for note in getattr(exc, "__notes__", ()):
+                error_console.print(f"  {note}", highlight=False)
+            raise typer.Exit(1) from None
         finally:
             ctx.close()
         if as_json:
