@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -13,13 +14,47 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from flx_meltano.integration.errors import LaunchError
 from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
 from flx_meltano.integration.run_events import RunEvent, parse_line
 
 STATE_STRATEGIES = ("auto", "merge", "overwrite")
+
+# Started early, meltano spends its first seconds importing itself (about 2 s). The gate lets it do
+# that while flx opens the execution and snapshots the state, then holds it until flx writes "g"
+# to its stdin, so it cannot touch the state before the snapshot is taken. EOF instead: exit 0.
+_GATE = """\
+import os, sys
+sys.path[0] = {script_dir!r}
+from meltano.cli import main
+if os.read(0, 1) != b"g":
+    raise SystemExit(0)
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+sys.argv[0] = {script!r}
+sys.exit(main())
+"""
+
+
+def gated_argv(argv: Sequence[str]) -> list[str] | None:
+    """``argv`` behind the gate when ``argv[0]`` is meltano's Python console script, else None.
+
+    Any other executable (a wrapper script, a binary) is simply started when the gate would open.
+    """
+    script = Path(argv[0])
+    try:
+        with script.open("rb") as handle:
+            head = handle.read(1024).decode("utf-8", "replace")
+    except OSError:
+        return None
+    shebang = head.splitlines()[0] if head else ""
+    if not shebang.startswith("#!") or "python" not in shebang or "from meltano.cli import main" not in head:
+        return None
+    code = _GATE.format(script_dir=os.path.abspath(script.parent), script=os.path.abspath(script))
+    return [*shlex.split(shebang[2:]), "-c", code, *argv[1:]]
 
 
 def select_env_var(extractor: str) -> str:
@@ -98,6 +133,7 @@ class MeltanoRun:
     def __init__(self, request: RunRequest) -> None:
         self.request = request
         self._process: subprocess.Popen[str] | None = None
+        self._gate: IO[str] | None = None
         self.cancelled = False
         self.timed_out = False
         self._timer: threading.Timer | None = None
@@ -107,18 +143,55 @@ class MeltanoRun:
         """The meltano process id once started."""
         return self._process.pid if self._process else None
 
+    def spawn(self) -> MeltanoRun:
+        """Start meltano importing itself behind the gate (see ``gated_argv``); ``start`` lets it run.
+
+        Where meltano is not a Python console script nothing is started until ``start``.
+        """
+        argv = gated_argv(self.request.argv())
+        if argv is not None and self._process is None:
+            self._process = self._popen(argv, gated=True)
+            self._gate = self._process.stdin
+        return self
+
     def start(self, on_wait: Callable[[str], None] | None = None) -> MeltanoRun:
-        """Start meltano (after taking the plugin locks); LaunchError when it cannot be started."""
+        """Take the plugin locks, then let meltano run; LaunchError when it cannot be started."""
         argv = self.request.argv()
         self._locks = [
             PluginLock.acquire(self.request.project_dir, name, on_wait) for name in self.request.exclusive
         ]
         try:
-            self._process = subprocess.Popen(
+            if self._process is None:
+                self._process = self._popen(argv, gated=False)
+            else:
+                self._open_gate()
+        except LaunchError:
+            self._release()
+            raise
+        if self.request.timeout_seconds:
+            self._timer = threading.Timer(self.request.timeout_seconds, self._time_out)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def abort(self) -> None:
+        """Stop a spawned meltano that was never started (EOF at the gate), and wait for it."""
+        if self._gate is not None and self._process is not None:
+            with contextlib.suppress(OSError):
+                self._gate.close()
+            self._gate = None
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.cancel()
+
+    def _popen(self, argv: list[str], gated: bool) -> subprocess.Popen[str]:
+        try:
+            return subprocess.Popen(
                 argv,
                 cwd=self.request.project_dir,
                 env=self.request.environ(),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if gated else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -126,13 +199,22 @@ class MeltanoRun:
                 start_new_session=True,
             )
         except OSError as exc:
-            self._release()
             raise LaunchError(f"could not start {argv[0]}: {exc}") from exc
-        if self.request.timeout_seconds:
-            self._timer = threading.Timer(self.request.timeout_seconds, self._time_out)
-            self._timer.daemon = True
-            self._timer.start()
-        return self
+
+    def _open_gate(self) -> None:
+        assert self._process is not None
+        assert self._gate is not None
+        try:
+            self._gate.write("g")
+            self._gate.close()
+        except OSError as exc:
+            # meltano died while importing itself: its output says why.
+            output = self._process.stdout.read() if self._process.stdout else ""
+            self._process.wait()
+            tail = " | ".join(output.strip().splitlines()[-5:])
+            raise LaunchError(f"meltano exited before the run started: {tail or exc}") from exc
+        finally:
+            self._gate = None
 
     def _time_out(self) -> None:
         self.timed_out = True

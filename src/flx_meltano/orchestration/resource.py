@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -178,19 +179,22 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         execution: PipelineExecution | None = None
         try:
             options = self._options(context, subset, run_config)
-            for update in run_use_case.execute_pipeline(ctx, pipeline, options):
-                if isinstance(update, run_use_case.LogUpdate):
-                    log(update.level, update.plugin, update.message)
-                elif isinstance(update, run_use_case.StreamUpdate):
-                    key = stream_keys.get(update.result.stream)
-                    if key is not None and str(update.result.status) == "SUCCEEDED":
-                        yield MaterializeResult(
-                            asset_key=key, metadata=stream_metadata(update.execution, update.result)
-                        )
-                elif isinstance(update, run_use_case.ExecutionUpdate):
-                    execution = update.execution
-                    if execution.status.is_active:
-                        context.log.info(f"execution {execution.id} of {pipeline.id} started")
+            # closing(): when Dagster interrupts this step, the run's own clean-up (stop meltano,
+            # record CANCELLED) must happen now, before the context is closed, not at collection.
+            with closing(run_use_case.execute_pipeline(ctx, pipeline, options)) as updates:
+                for update in updates:
+                    if isinstance(update, run_use_case.LogUpdate):
+                        log(update.level, update.plugin, update.message)
+                    elif isinstance(update, run_use_case.StreamUpdate):
+                        key = stream_keys.get(update.result.stream)
+                        if key is not None and str(update.result.status) == "SUCCEEDED":
+                            yield MaterializeResult(
+                                asset_key=key, metadata=stream_metadata(update.execution, update.result)
+                            )
+                    elif isinstance(update, run_use_case.ExecutionUpdate):
+                        execution = update.execution
+                        if execution.status.is_active:
+                            context.log.info(f"execution {execution.id} of {pipeline.id} started")
         finally:
             log.flush()
             ctx.close()
