@@ -9,6 +9,7 @@ import re
 import subprocess
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState
 from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.integration.errors import StateAccessError
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence import database
 from flx_meltano.persistence.event_store import EventStore
@@ -727,6 +729,54 @@ def test_cli_restore_previous_dry_run_writes_nothing(state_backend):
     assert b.snapshots() == before
     assert "StateRestored" not in [t for t, _ in b.events(A)]
     assert _json(result)["dry_run"] is True
+
+
+@only("systemdb-sqlite")
+def test_cli_copy_never_shows_the_destination_password(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW})
+    where = b.tmp / "copied"
+    uri = f"file://AKIAKEY:SECRET-KEY-123@{where}"  # the file backend ignores the credentials
+    calls = [
+        ["copy", "dev:*", uri],  # no --yes and no stdin: asks, and is refused
+        ["copy", "dev:*", uri, "--json"],  # no one to ask: --yes is required
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        asked, refused = pool.map(lambda args: b.cli(*args), calls)
+    assert asked.returncode != 0
+    assert "copy states matching" in asked.stdout + asked.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert "--yes" in refused.stderr
+    assert not where.exists()
+    copied = b.cli("copy", "dev:*", uri, "--yes")
+    assert copied.returncode == 0, copied.stderr
+    assert "copied 2 state(s) to file://AKIAKEY:********@" in " ".join(copied.stdout.split())
+    as_json = _json(b.cli("copy", "dev:*", uri, "--yes", "--json"))
+    assert as_json == {"copied": [A, B], "to": f"file://AKIAKEY:********@{where}"}
+    for result in (asked, refused, copied):
+        assert "SECRET-KEY-123" not in result.stdout + result.stderr
+    destination = MeltanoStateStore(REPO, env={"MELTANO_STATE_BACKEND_URI": f"file://{where}"})
+    b.stores.append(destination)
+    assert {sid: destination.get(sid) for sid in (A, B)} == {A: OLD, B: NEW}
+
+
+@only("systemdb-sqlite")
+def test_backend_errors_never_show_the_backend_password(state_backend, monkeypatch: pytest.MonkeyPatch):
+    from meltano.core.state_service import StateService
+
+    b = state_backend
+    b.seed(**{A: OLD})
+    uri = f"file://AKIAKEY:SECRET-KEY-123@{b.tmp / 'copied'}"
+
+    def unreachable(self: Any, state_id: str, state: str) -> None:  # as boto or smart_open would say
+        raise OSError(f"could not write {state_id} to {os.environ['MELTANO_STATE_BACKEND_URI']}")
+
+    monkeypatch.setattr(StateService, "set_state", unreachable)
+    with pytest.raises(StateAccessError) as caught:
+        state_api.copy("dev:*", uri, settings=b.settings)
+    text = "".join(traceback.format_exception(caught.value))
+    assert f"could not write {A} to file://AKIAKEY:********@" in text
+    assert "SECRET-KEY-123" not in text
 
 
 # --- D. end to end with real meltano runs (systemdb on SQLite) ------------------------------------

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
 from flx_meltano.domain.events import StateRestored
@@ -286,13 +287,20 @@ def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: boo
     return ImportReport(source, changes, False)
 
 
+def masked_uri(uri: str) -> str:
+    """A state backend URI for people: its password (e.g. an s3:// secret key) masked."""
+    return Redactor.for_plugins((), {"MELTANO_STATE_BACKEND_URI": uri})(uri)
+
+
 def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress | None = None) -> list[str]:
-    """Copy the states matching ``pattern`` to another Meltano state backend (e.g. file://, s3://)."""
+    """Copy the states matching ``pattern`` to another Meltano state backend (e.g. file://, s3://).
+
+    Errors of the destination backend name it with its password and other secrets masked.
+    """
     live = ctx.state_store.get_many(pattern)
+    env = {**ctx.run_env, "MELTANO_STATE_BACKEND_URI": to_backend_uri}
     destination = MeltanoStateStore(
-        ctx.settings.project_dir,
-        ctx.environment,
-        env={**ctx.run_env, "MELTANO_STATE_BACKEND_URI": to_backend_uri},
+        ctx.settings.project_dir, ctx.environment, env=env, redact=Redactor.for_plugins((), env)
     )
     try:
         for index, (state_id, state) in enumerate(sorted(live.items()), start=1):

@@ -286,17 +286,18 @@ def copy_command(
     as_json: JsonOption = False,
 ) -> None:
     """Copy states to another Meltano state backend (systemdb, file://, s3://, ...)."""
+    shown = uc.masked_uri(to_backend)  # never echo an s3://KEY:SECRET@... URI
     with _context() as ctx:
-        _confirm(f"copy states matching {pattern!r} to {to_backend} (overwriting them there)?", yes, as_json)
+        _confirm(f"copy states matching {pattern!r} to {shown} (overwriting them there)?", yes, as_json)
         with Progress(console=console, transient=True, disable=as_json) as progress:
             task = progress.add_task("copying state", total=None)
             copied = uc.copy(
                 ctx, pattern, to_backend, lambda d, t: progress.update(task, completed=d, total=t)
             )
     if as_json:
-        print_json({"copied": copied, "to": to_backend})
+        print_json({"copied": copied, "to": shown})
     else:
-        console.print(f"copied {len(copied)} state(s) to {to_backend}", highlight=False)
+        console.print(f"copied {len(copied)} state(s) to {shown}", highlight=False)
 
 
 @app.command("prune")

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ class MeltanoStateStore:
         project_dir: the Meltano project root.
         environment: the Meltano environment whose settings apply.
         env: extra environment variables (e.g. ``MELTANO_STATE_BACKEND_URI``) for this store.
+        redact: masks secrets (e.g. the password in a backend URI) in the messages of the errors
+            this store raises; backends often repeat their URI or credentials in their errors.
     """
 
     def __init__(
@@ -77,12 +79,27 @@ class MeltanoStateStore:
         project_dir: Path | str,
         environment: str | None = None,
         env: Mapping[str, str] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.environment = environment
         self.env = {**QUIET_MELTANO_ENV, **(env or {})}
+        self.redact = redact
         self._service: Any = None
         self._lock = _PROCESS_LOCK
+
+    @contextmanager
+    def _backend(self, what: str) -> Iterator[None]:
+        """Call the backend with this store's environment; its errors become StateAccessError, masked."""
+        try:
+            with self._lock, temporary_environ(self.env):
+                yield
+        except Exception as exc:
+            raw = f"{what} failed: {exc}"
+            text = self.redact(raw) if self.redact else raw
+            if text != raw:  # a chained original would print the secret in a traceback
+                raise StateAccessError(text) from None
+            raise StateAccessError(raw) from exc
 
     def _state_service(self) -> Any:
         if self._service is None:
@@ -108,17 +125,15 @@ class MeltanoStateStore:
     @property
     def backend_label(self) -> str:
         """Where the state lives, as Meltano names it (e.g. ``the system database``)."""
-        with self._lock, temporary_environ(self.env):
-            return str(self._state_service().state_store_manager.label)
+        with self._backend("opening the state backend"):
+            label = self._state_service().state_store_manager.label
+        return str(label)
 
     def get(self, state_id: StateId | str) -> SingerState | None:
         """The state of ``state_id``, or None when it has none."""
         key = str(state_id)
-        try:
-            with self._lock, temporary_environ(self.env):
-                raw = self._state_service().get_state(key)
-        except Exception as exc:
-            raise StateAccessError(f"reading state {key!r} failed: {exc}") from exc
+        with self._backend(f"reading state {key!r}"):
+            raw = self._state_service().get_state(key)
         if not raw:
             return None
         try:
@@ -129,20 +144,14 @@ class MeltanoStateStore:
     def set(self, state_id: StateId | str, state: SingerState) -> None:
         """Replace the state of ``state_id`` (complete state, as ``meltano state set``)."""
         key = str(state_id)
-        try:
-            with self._lock, temporary_environ(self.env):
-                self._state_service().set_state(key, json.dumps(state.payload()))
-        except Exception as exc:
-            raise StateAccessError(f"writing state {key!r} failed: {exc}") from exc
+        with self._backend(f"writing state {key!r}"):
+            self._state_service().set_state(key, json.dumps(state.payload()))
 
     def clear(self, state_id: StateId | str) -> None:
         """Remove the state of ``state_id``."""
         key = str(state_id)
-        try:
-            with self._lock, temporary_environ(self.env):
-                self._state_service().clear_state(key)
-        except Exception as exc:
-            raise StateAccessError(f"clearing state {key!r} failed: {exc}") from exc
+        with self._backend(f"clearing state {key!r}"):
+            self._state_service().clear_state(key)
 
     def state_ids(self, pattern: str | None = None) -> list[str]:
         """State ids in the backend, optionally filtered by a shell-style glob pattern.
@@ -150,12 +159,8 @@ class MeltanoStateStore:
         The glob is applied here, not by the backend: Meltano's systemdb turns it into SQL LIKE,
         where ``_`` matches any character and ``?`` does not work.
         """
-        try:
-            with self._lock, temporary_environ(self.env):
-                manager = self._state_service().state_store_manager
-                ids = sorted(manager.get_state_ids(None))
-        except Exception as exc:
-            raise StateAccessError(f"listing state ids failed: {exc}") from exc
+        with self._backend("listing state ids"):
+            ids = sorted(self._state_service().state_store_manager.get_state_ids(None))
         return ids if pattern is None else [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
 
     def get_many(self, pattern: str | None = None) -> dict[str, SingerState]:
