@@ -771,7 +771,7 @@ def test_invalid_yaml_fixture() -> None:
         read_project(FIXTURES / "broken_indent")
     err = caught.value
     assert (err.file, err.line) == ("meltano.yml", 10)
-    assert str(err) == "meltano.yml:10: invalid YAML: mapping values are not allowed here"
+    assert str(err) == "meltano.yml:10: invalid YAML: mapping values are not allowed in this context"
 
 
 def test_missing_meltano_yml(tmp_path: Path) -> None:

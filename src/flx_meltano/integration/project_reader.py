@@ -1,7 +1,7 @@
 """Read meltano.yml (with include_paths and environments) into the domain's ProjectModel.
 
-Nothing here starts ``meltano``: the file is read with ruamel.yaml so every error can name the
-file and line at fault.
+Nothing here starts ``meltano``: the file is read with ``yaml_lines`` (libyaml, Meltano's YAML 1.2
+scalar rules) so every error can name the file and line at fault.
 """
 
 from __future__ import annotations
@@ -9,10 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from flx_meltano.domain.plugins import Plugin, PluginType, Setting
 from flx_meltano.domain.project import (
@@ -29,6 +25,8 @@ from flx_meltano.domain.project import (
 )
 from flx_meltano.integration.cron import is_valid_cron
 from flx_meltano.integration.errors import ProjectError
+from flx_meltano.integration.yaml_lines import LineList, LineMap, YamlError
+from flx_meltano.integration.yaml_lines import load as load_yaml
 
 _SECRET_KINDS = frozenset({"password", "oauth"})
 _TOP_LEVEL_MERGED = ("jobs", "schedules", "environments")
@@ -43,16 +41,11 @@ class _Located:
 
     def line_of(self, key: str | int | None = None) -> int:
         """1-based line of the node (or of one of its keys or items)."""
-        lc = getattr(self.node, "lc", None)
-        if lc is None:
-            return 0
-        if key is not None:
-            try:
-                line, _ = lc.key(key) if isinstance(self.node, CommentedMap) else lc.item(key)
-                return int(line) + 1
-            except (KeyError, IndexError, TypeError):
-                pass
-        return int(lc.line) + 1
+        if isinstance(self.node, LineMap):
+            return self.node.line_of(key) if key is not None else self.node.line
+        if isinstance(self.node, LineList):
+            return self.node.line_of(key) if isinstance(key, int) else self.node.line
+        return 0
 
     def source(self, key: str | int | None = None) -> Source:
         return Source(self.file, self.line_of(key))
@@ -68,15 +61,12 @@ def _load_yaml(path: Path, root: Path) -> _Located:
     except FileNotFoundError:
         raise ProjectError("file not found", relative) from None
     try:
-        data = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ProjectError(f"invalid YAML: {problem}", relative, line) from None
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise ProjectError(f"invalid YAML: {exc.problem}", relative, exc.line) from None
     if data is None:
-        data = CommentedMap()
-    if not isinstance(data, CommentedMap):
+        data = LineMap(line=1)
+    if not isinstance(data, LineMap):
         raise ProjectError("expected a mapping at the top level", relative, 1)
     return _Located(data, relative)
 
@@ -85,11 +75,11 @@ def _as_list(located: _Located, key: str) -> list[_Located]:
     value = located.node.get(key)
     if value is None:
         return []
-    if not isinstance(value, CommentedSeq):
+    if not isinstance(value, LineList):
         raise located.error(f"'{key}' must be a list", key)
     items: list[_Located] = []
     for index, item in enumerate(value):
-        if not isinstance(item, CommentedMap):
+        if not isinstance(item, LineMap):
             raise _Located(value, located.file).error(f"each entry of '{key}' must be a mapping", index)
         items.append(_Located(item, located.file))
     return items
@@ -292,8 +282,9 @@ def _jobs(entries: list[_Located], plugins: list[Plugin]) -> tuple[tuple[Job, ..
         entry = by_name[name]
         raw_tasks = entry.node.get("tasks")
         if isinstance(raw_tasks, str):  # Meltano accepts one string for a one-task job
-            raw_tasks = CommentedSeq([raw_tasks])
-            raw_tasks._yaml_set_line_col(entry.line_of("tasks") - 1, 0)
+            single, raw_tasks = raw_tasks, LineList(line=entry.line_of("tasks"))
+            raw_tasks.append(single)
+            raw_tasks.item_lines.append(raw_tasks.line)
         if not isinstance(raw_tasks, list) or not raw_tasks:
             raise entry.error(f"job {name!r} needs a non-empty 'tasks' list", "tasks")
         tasks_where = _Located(raw_tasks, entry.file)
@@ -431,8 +422,8 @@ def read_project(root: Path | str, environment: str | None = None) -> ProjectMod
     plugins: list[Plugin] = []
     sources: dict[str, Source] = {}
     for located in files:
-        section = located.node.get("plugins") or CommentedMap()
-        if not isinstance(section, CommentedMap):
+        section = located.node.get("plugins") or LineMap()
+        if not isinstance(section, LineMap):
             raise located.error("'plugins' must be a mapping of plugin types", "plugins")
         section_where = _Located(section, located.file)
         for type_name in section:
