@@ -86,8 +86,8 @@ def _as_list(located: _Located, key: str) -> list[_Located]:
 
 
 def _plain(value: Any) -> Any:
-    """ruamel's commented containers to plain dicts and lists."""
-    if isinstance(value, Mapping):
+    """Line-tracking containers to plain dicts and lists (exact type checks: ABC checks cost)."""
+    if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
