@@ -269,6 +269,8 @@ def test_list_get_latest_with_filters(state_backend):
     assert [s.id for s in listed] == [second.id, *sorted((s.id for s in first), reverse=True)]
     assert [s.id for s in state_api.list_snapshots(A, settings=b.settings)] == [second.id, first_a.id]
     assert [s.id for s in state_api.list_snapshots(since=cut, settings=b.settings)] == [second.id]
+    naive_cut = cut.replace(tzinfo=None)  # a date-time without a time zone is UTC
+    assert [s.id for s in state_api.list_snapshots(since=naive_cut, settings=b.settings)] == [second.id]
     assert {s.id for s in state_api.list_snapshots(label="first", settings=b.settings)} == {
         s.id for s in first
     }
@@ -495,8 +497,9 @@ def test_prune_keeps_the_newest_per_state_id(state_backend):
 
     far_past = datetime.now(UTC) - timedelta(days=365)
     assert state_api.prune(1, older_than=far_past, settings=b.settings) == 0
-    # keep_last=1 but only snapshots older than the cut: snapshots 1 and 2 go, 3 stays.
-    assert state_api.prune(1, older_than=cut, settings=b.settings) == 2
+    assert state_api.prune(1, older_than=far_past.replace(tzinfo=None), settings=b.settings) == 0
+    # keep_last=1 but only snapshots older than the cut (naive: UTC): snapshots 1 and 2 go, 3 stays.
+    assert state_api.prune(1, older_than=cut.replace(tzinfo=None), settings=b.settings) == 2
     assert remaining(A) == [ids[3], ids[2]]
     assert state_api.prune(5, settings=b.settings) == 0
     # keep_last=0 still keeps the newest snapshot of every state id.
@@ -777,6 +780,29 @@ def test_backend_errors_never_show_the_backend_password(state_backend, monkeypat
     text = "".join(traceback.format_exception(caught.value))
     assert f"could not write {A} to file://AKIAKEY:********@" in text
     assert "SECRET-KEY-123" not in text
+
+
+@only("systemdb-sqlite")
+def test_cli_dates_without_a_time_zone_are_utc(state_backend):
+    b = state_backend
+    for day in (1, 2, 3):
+        b.set(A, bookmarks(orders=f"2024-01-0{day}T00:00:00+00:00"))
+        state_api.backup([A], settings=b.settings)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    calls = [
+        ["prune", "--keep-last", "1", "--older-than", "2024-06-01", "--yes"],
+        ["list", A, "--since", "2024-06-01", "--json"],
+        ["list", A, "--since", tomorrow, "--json"],
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pruned_none, listed, listed_none = pool.map(lambda args: b.cli(*args), calls)
+    assert pruned_none.returncode == 0, pruned_none.stderr
+    assert "removed 0 snapshot(s)" in pruned_none.stdout
+    assert len(_json(listed)) == 3
+    assert _json(listed_none) == []
+    pruned = _json(b.cli("prune", "--keep-last", "1", "--older-than", tomorrow, "--yes", "--json"))
+    assert pruned == {"removed": 2}
+    assert len(state_api.list_snapshots(A, settings=b.settings)) == 1
 
 
 # --- D. end to end with real meltano runs (systemdb on SQLite) ------------------------------------

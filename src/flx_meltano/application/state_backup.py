@@ -38,6 +38,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A date-time without a time zone (as typed on a command line) is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
 @dataclass(frozen=True)
 class BackupReport:
     """What a backup did."""
@@ -86,9 +91,9 @@ def list_snapshots(
     label: str | None = None,
     limit: int | None = None,
 ) -> list[StateSnapshot]:
-    """Snapshots, newest first."""
+    """Snapshots, newest first (``since`` without a time zone is UTC)."""
     with ctx.unit_of_work() as uow:
-        return uow.snapshots.list(state_id, since=since, label=label, limit=limit)
+        return uow.snapshots.list(state_id, since=_aware(since), label=label, limit=limit)
 
 
 def get(ctx: AppContext, snapshot_id: int) -> StateSnapshot:
@@ -315,9 +320,10 @@ def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress 
 def prune(ctx: AppContext, keep_last: int, older_than: datetime | None = None) -> int:
     """Delete snapshots beyond the newest ``keep_last`` per state id (and older than ``older_than``).
 
-    The newest snapshot of every state id is always kept.
+    The newest snapshot of every state id is always kept; ``older_than`` without a time zone is UTC.
     """
     keep = max(keep_last, 1)
+    older_than = _aware(older_than)
     with ctx.unit_of_work() as uow:
         doomed: list[int] = []
         by_state: dict[str, list[StateSnapshot]] = {}

@@ -133,7 +133,9 @@ def backup_command(
 @app.command("list")
 def list_command(
     state_id: Annotated[str | None, typer.Argument(help="Only this state id.")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only snapshots taken since.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Only snapshots taken since (UTC unless an offset is given).")
+    ] = None,
     label: Annotated[str | None, typer.Option("--label", "-l")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
     as_json: JsonOption = False,
@@ -306,7 +308,8 @@ def prune_command(
         int, typer.Option("--keep-last", help="Snapshots to keep per state id (at least 1).")
     ] = 10,
     older_than: Annotated[
-        datetime | None, typer.Option(help="Only delete snapshots taken before this.")
+        datetime | None,
+        typer.Option(help="Only delete snapshots taken before this (UTC unless an offset is given)."),
     ] = None,
     yes: YesOption = False,
     as_json: JsonOption = False,
