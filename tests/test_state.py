@@ -464,6 +464,13 @@ def test_export_import_round_trip(state_backend):
     assert latest_a is not None
     assert (latest_a.reason, latest_a.state) == (SnapshotReason.IMPORT, OLD)
 
+    # Importing the same file again changes nothing: no new snapshots, no new events.
+    rows, events_a = b.snapshots(), b.events(A)
+    assert state_api.import_(path, settings=b.settings).dry_run is False
+    assert b.snapshots() == rows
+    assert b.events(A) == events_a
+    assert b.live(A, B, C) == {A: OLD, B: NEW, C: OTHER}
+
 
 def test_copy_to_a_file_backend(state_backend):
     b = state_backend

@@ -281,13 +281,14 @@ def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: boo
             )
         for entry in states:
             current = ctx.state_store.get(entry.state_id)
-            if current is not None:
+            if current is not None and current.checksum != entry.state.checksum:
                 snapshot_if_changed(uow, entry.state_id, current, SnapshotReason.PRE_RESTORE)
         uow.commit()
     for entry in states:
         ctx.state_store.set(entry.state_id, entry.state)
     with ctx.unit_of_work() as uow:
-        uow.snapshots.add_many({s.state_id: s.state for s in states}, reason=SnapshotReason.IMPORT, at=_now())
+        for entry in states:  # an unchanged state makes no duplicate snapshot
+            snapshot_if_changed(uow, entry.state_id, entry.state, SnapshotReason.IMPORT)
         uow.commit()
     return ImportReport(source, changes, False)
 
