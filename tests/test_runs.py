@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 
 from flx_meltano.application import queries
+from flx_meltano.application import run as run_module
 from flx_meltano.application.commands import reconcile_crashed
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
-from flx_meltano.application.run import LogUpdate, RunOptions, execute_pipeline, open_execution, run
+from flx_meltano.application.run import (
+    LogUpdate,
+    RunOptions,
+    SilentObserver,
+    execute_pipeline,
+    open_execution,
+    run,
+)
 from flx_meltano.domain.errors import ExecutionAlreadyRunning
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.integration.errors import LaunchError, StateAccessError
@@ -119,6 +127,33 @@ def test_an_error_in_flx_while_meltano_runs_is_failed_and_stops_every_process(
     [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
     assert execution.status is ExecutionStatus.FAILED
     assert execution.error == "ConcurrencyConflict: another writer changed the execution"
+
+
+def test_an_interrupt_in_the_observer_cancels_at_once_not_when_the_generator_is_collected(
+    meltano_sandbox, default_store_url, processes_with, monkeypatch
+):
+    ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="20")
+    marker = str(meltano_sandbox.system_db)
+    held = []  # as a debugger, a traceback or another interpreter's GC may hold it
+    execute = run_module.execute_pipeline
+
+    def execute_and_hold(*args, **kwargs):
+        updates = execute(*args, **kwargs)
+        held.append(updates)
+        return updates
+
+    class InterruptedObserver(SilentObserver):
+        def on_log(self, level, plugin, message):
+            if plugin and len(processes_with(marker)) >= 3:  # meltano, tap and target run
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "execute_pipeline", execute_and_hold)
+    with pytest.raises(KeyboardInterrupt):
+        run(ctx, FILES_PIPELINE, RunOptions(), InterruptedObserver())
+    assert held
+    assert processes_with(marker) == []
+    [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
+    assert execution.status is ExecutionStatus.CANCELLED
 
 
 def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, default_store_url):

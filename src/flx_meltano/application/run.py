@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -278,10 +279,13 @@ def run_pipeline(
     """Run one extract-load pipeline to the end and return its closed execution."""
     observer = observer or SilentObserver()
     execution: PipelineExecution | None = None
-    for update in execute_pipeline(ctx, definition, options):
-        notify(observer, update)
-        if isinstance(update, ExecutionUpdate):
-            execution = update.execution
+    # closing(): an exception raised here, outside the generator (an interrupt in the observer),
+    # stops meltano and records the execution now, not whenever the generator is collected.
+    with closing(execute_pipeline(ctx, definition, options)) as updates:
+        for update in updates:
+            notify(observer, update)
+            if isinstance(update, ExecutionUpdate):
+                execution = update.execution
     assert execution is not None
     return execution
 
