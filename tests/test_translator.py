@@ -108,14 +108,19 @@ class FakeState:
 
 
 def tracker(
-    read_state: FakeState | None = None, expected: Iterable[str] = (), mappers: tuple[str, ...] = ()
+    read_state: FakeState | None = None,
+    expected: Iterable[str] = (),
+    mappers: tuple[str, ...] = (),
+    before: SingerState | None = None,
 ) -> ExecutionTracker:
+    """A tracker of a run that starts with no state unless ``before`` is given."""
     return ExecutionTracker(
         extractor=TAP,
         loader=TARGET,
         read_state=read_state or FakeState(),
         expected_streams=expected,
         mappers=mappers,
+        state_before=before or SingerState.empty(),
     )
 
 
@@ -166,7 +171,7 @@ def test_loader_recognised_by_name_without_a_role():
 
 
 def test_tap_count_used_when_the_loader_reports_none():
-    t = tracker()
+    t = tracker(FakeState(singer(customers="2024-01-02T00:00:00Z")))
     notes = feed_all(
         t,
         [
@@ -250,13 +255,130 @@ def test_failed_sync_duration_is_not_confirmed():
 
 def test_no_bookmark_when_state_has_none_for_the_stream():
     t = tracker(FakeState(None))
-    feed_all(t, [tap_metric("sync_duration", "products", 0.1)])
-    (note,) = t.feed(StateWritten())
+    feed_all(t, [tap_metric("sync_duration", "products", 0.1), StateWritten()])
+    (note,) = t.feed(success_block())
     assert note.result.bookmark is None
     t2 = tracker(FakeState(SingerState.from_payload({"singer_state": {"bookmarks": {"products": {}}}})))
-    feed_all(t2, [tap_metric("sync_duration", "products", 0.1)])
-    (note2,) = t2.feed(StateWritten())
+    feed_all(t2, [tap_metric("sync_duration", "products", 0.1), StateWritten()])
+    (note2,) = t2.feed(success_block())
     assert note2.result.bookmark is None
+
+
+# --------------------------------------------------------------------------------------------------
+# A STATE confirms a stream only when it moved the stream's bookmark (else only block success does)
+
+PRE_RUN = "2024-01-01T00:00:00Z"
+
+
+def _extract_then_state_then_loader_failure(t: ExecutionTracker, stream: str = "customers") -> list[object]:
+    return feed_all(
+        t,
+        [
+            tap_metric("record_count", stream, 40),
+            tap_metric("sync_duration", stream, 0.5),
+            loader_count(stream, 40),
+            StateWritten(),
+            plugin_line(TARGET, "OSError: disk full"),
+            failed_block({"extractors": 0, "loaders": 1}, "Loader failed"),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "written"),
+    [
+        pytest.param(None, singer(orders="2024-01-02T00:00:00Z"), id="state-without-the-stream"),
+        pytest.param(None, None, id="no-state-at-all"),
+        pytest.param(singer(customers=PRE_RUN), singer(customers=PRE_RUN), id="pre-run-bookmark"),
+        pytest.param(
+            singer(customers=PRE_RUN), singer(customers="2024-01-01T00:00:00+00:00"), id="same-instant"
+        ),
+    ],
+)
+def test_a_state_that_did_not_move_the_bookmark_confirms_nothing_when_the_loader_fails(before, written):
+    t = tracker(FakeState(written), expected=["customers"], before=before)
+    notes = _extract_then_state_then_loader_failure(t)
+    assert confirmed_names(notes) == []
+    assert t.confirmed == {}
+    assert t.outcome is not None
+    assert t.outcome.failed_plugin == TARGET
+    (result,) = t.unconfirmed_results()
+    assert (result.stream, result.status, result.records) == ("customers", StreamStatus.FAILED, 40)
+
+
+@pytest.mark.parametrize(
+    ("before", "written"),
+    [
+        pytest.param(None, singer(customers="2024-01-02T00:00:00Z"), id="new-bookmark"),
+        pytest.param(singer(customers=PRE_RUN), singer(customers="2024-01-02T00:00:00Z"), id="moved"),
+    ],
+)
+def test_a_state_that_moved_the_bookmark_confirms_the_stream_before_the_loader_fails(before, written):
+    t = tracker(FakeState(written), expected=["customers"], before=before)
+    notes = _extract_then_state_then_loader_failure(t)
+    assert confirmed_names(notes) == ["customers"]
+    result = t.confirmed["customers"]
+    assert (result.records, result.status) == (40, StreamStatus.SUCCEEDED)
+    assert result.bookmark == {
+        "replication_key": "updated_at",
+        "replication_key_value": "2024-01-02T00:00:00Z",
+    }
+    assert t.unconfirmed_results() == []
+
+
+def test_a_later_state_that_moves_the_bookmark_confirms_the_stream():
+    reads = FakeState(singer(customers=PRE_RUN), singer(customers="2024-01-02T00:00:00Z"))
+    t = tracker(reads, before=singer(customers=PRE_RUN))
+    feed_all(t, [tap_metric("sync_duration", "customers", 0.5)])
+    assert t.feed(StateWritten()) == []
+    assert confirmed_names(t.feed(StateWritten())) == ["customers"]
+
+
+def test_the_pre_run_state_is_read_when_the_tracker_is_made():
+    reads = FakeState(singer(customers=PRE_RUN), singer(customers=PRE_RUN, orders=5))
+    t = ExecutionTracker(extractor=TAP, loader=TARGET, read_state=reads)
+    assert reads.calls == 1
+    assert t.state_before == singer(customers=PRE_RUN)
+    feed_all(t, [tap_metric("sync_duration", "customers", 0.5), tap_metric("sync_duration", "orders", 0.5)])
+    assert confirmed_names(t.feed(StateWritten())) == ["orders"]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param(None, id="no-state"),
+        pytest.param(
+            SingerState.from_payload({"singer_state": {"bookmarks": {"products": {}}}}), id="empty-bookmark"
+        ),
+        pytest.param(
+            SingerState.from_payload(
+                {"singer_state": {"bookmarks": {"products": {"partitions": [{"context": {"id": 1}}]}}}}
+            ),
+            id="partitions-only",
+        ),
+    ],
+)
+def test_a_full_table_stream_is_confirmed_only_when_the_block_succeeds(written):
+    failing = tracker(FakeState(written), expected=["products"])
+    assert confirmed_names(_extract_then_state_then_loader_failure(failing, "products")) == []
+    (result,) = failing.unconfirmed_results()
+    assert (result.stream, result.status) == ("products", StreamStatus.FAILED)
+
+    succeeding = tracker(FakeState(written), expected=["products"])
+    notes = feed_all(
+        succeeding,
+        [
+            tap_metric("record_count", "products", 40),
+            tap_metric("sync_duration", "products", 0.5),
+            loader_count("products", 40),
+            StateWritten(),
+        ],
+    )
+    assert confirmed_names(notes) == []
+    assert confirmed_names(succeeding.feed(success_block())) == ["products"]
+    assert succeeding.confirmed["products"].records == 40
+    assert succeeding.confirmed["products"].status is StreamStatus.SUCCEEDED
+    assert succeeding.unconfirmed_results() == []
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Translate a run's events into the domain: per-stream results, the failing plugin, the outcome.
 
 A stream counts as loaded only once the loader has confirmed it: its extraction finished and
-Meltano then persisted a STATE from the loader (targets emit STATE only after the records it
-covers are written). Counts come from the loader where it reports them, else from the tap.
+Meltano then persisted a STATE from the loader that moved the stream's bookmark (targets emit
+STATE only after the records it covers are written), or the block succeeded. Counts come from the
+loader where it reports them, else from the tap.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flx_meltano.domain.execution import StreamResult
-from flx_meltano.domain.state import SingerState
+from flx_meltano.domain.state import BookmarkChange, SingerState, compare_bookmark
 from flx_meltano.domain.values import Duration, StreamStatus
 from flx_meltano.integration.run_events import (
     BlockCompleted,
@@ -79,6 +80,8 @@ class ExecutionTracker:
         extractor, loader: the plugins of the block (to name the one that failed).
         read_state: reads the pipeline's state from Meltano's backend after each STATE write.
         expected_streams: the streams selected for this run (reported even with 0 records).
+        state_before: the pipeline's state before the run (SingerState.empty() for none); read
+            with read_state when the tracker is made, before meltano starts, if not given.
     """
 
     extractor: str
@@ -86,6 +89,7 @@ class ExecutionTracker:
     read_state: Callable[[], SingerState | None]
     expected_streams: Iterable[str] = ()
     mappers: tuple[str, ...] = ()
+    state_before: SingerState | None = None
     streams: dict[str, _Stream] = field(default_factory=dict)
     confirmed: dict[str, StreamResult] = field(default_factory=dict)
     last_state: SingerState | None = None
@@ -93,6 +97,8 @@ class ExecutionTracker:
     _tails: dict[str, deque[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.state_before is None:
+            self.state_before = self.read_state() or SingerState.empty()
         for stream in self.expected_streams:
             self.streams.setdefault(stream, _Stream())
 
@@ -141,8 +147,23 @@ class ExecutionTracker:
         return [
             self._confirm(name)
             for name, stream in self.streams.items()
-            if stream.extraction_done and not stream.failed and name not in self.confirmed
+            if stream.extraction_done
+            and not stream.failed
+            and name not in self.confirmed
+            and self._bookmark_advanced(name)
         ]
+
+    def _bookmark_advanced(self, name: str) -> bool:
+        """Whether the state just written moved the stream's bookmark away from the pre-run one.
+
+        Any STATE after a stream's extraction is no proof that its records were loaded: Meltano
+        merges partial STATEs, so the stored state may hold the stream's pre-run bookmark or none.
+        Only a new or moved replication key value shows the loader got past the stream's records.
+        Streams without one (full-table, child or partitioned streams) wait for the block's success.
+        """
+        after = self.last_state.bookmark_value(name) if self.last_state else None
+        before = self.state_before.bookmark_value(name) if self.state_before else None
+        return after is not None and compare_bookmark(before, after) is not BookmarkChange.UNCHANGED
 
     def _confirm(self, name: str, status: StreamStatus = StreamStatus.SUCCEEDED) -> StreamConfirmed:
         stream = self.streams[name]
