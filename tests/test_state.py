@@ -23,8 +23,9 @@ import pytest
 import sqlalchemy as sa
 
 from flx_meltano import state as state_api
+from flx_meltano.application import state_backup
 from flx_meltano.application.context import AppContext
-from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.pipelines import aggregate, resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
 from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.snapshots import SnapshotReason
@@ -34,6 +35,7 @@ from flx_meltano.integration.errors import StateAccessError
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence import database
 from flx_meltano.persistence.event_store import EventStore
+from flx_meltano.persistence.snapshot_repository import SnapshotRepository
 from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -413,6 +415,100 @@ def test_restore_is_refused_while_an_execution_runs_unless_forced(state_backend)
     forced = state_api.restore(snapshot.id, force=True, settings=b.settings)
     assert forced.dry_run is False
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
+
+
+@only("systemdb-sqlite")
+def test_restore_and_import_wait_for_a_run_opening_its_execution_then_refuse(state_backend):
+    b = state_backend
+    b.seed(**{FILES_PIPELINE: OLD})
+    [snapshot] = state_api.backup([FILES_PIPELINE], settings=b.settings).taken
+    exported = b.tmp / "old.json"
+    state_api.export(exported, [FILES_PIPELINE], settings=b.settings)
+    b.set(FILES_PIPELINE, NEW)
+    [step] = resolve(b.ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    before = b.snapshots()
+    # A run caught opening its execution: the pipeline row locked, RUNNING not committed yet.
+    with b.ctx.unit_of_work() as uow, ThreadPoolExecutor(max_workers=2) as pool:
+        pipeline = uow.pipelines.lock(aggregate(step.pipeline))
+        execution = pipeline.start_execution(str(uuid.uuid4()), at=datetime.now(UTC))
+        uow.executions.save(execution)
+        restoring = pool.submit(state_api.restore, snapshot.id, settings=b.settings)
+        importing = pool.submit(state_api.import_, exported, settings=b.settings)
+        _wait_for_lock_waits(b.store_url, sessions=2, timeout=30)
+        assert not restoring.done()
+        assert not importing.done()
+        uow.commit()
+        with pytest.raises(state_api.ExecutionRunning, match=FILES_PIPELINE):
+            restoring.result(timeout=120)
+        with pytest.raises(state_api.ExecutionRunning, match=FILES_PIPELINE):
+            importing.result(timeout=120)
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: NEW}
+    assert b.snapshots() == before
+    assert "StateRestored" not in [t for t, _ in b.events(FILES_PIPELINE)]
+
+
+@only("systemdb-sqlite")
+def test_a_run_cannot_open_its_execution_while_a_restore_writes(state_backend, monkeypatch):
+    b = state_backend
+    b.seed(**{FILES_PIPELINE: OLD})
+    [snapshot] = state_api.backup([FILES_PIPELINE], settings=b.settings).taken
+    b.set(FILES_PIPELINE, NEW)
+    [step] = resolve(b.ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    writing, release = threading.Event(), threading.Event()
+    write = MeltanoStateStore.set
+
+    def slow_write(self: MeltanoStateStore, state_id: str, value: SingerState) -> None:
+        writing.set()
+        assert release.wait(60)
+        write(self, state_id, value)
+
+    monkeypatch.setattr(MeltanoStateStore, "set", slow_write)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        restoring = pool.submit(state_api.restore, snapshot.id, settings=b.settings)
+        assert writing.wait(60)
+        opening = pool.submit(open_execution, b.ctx, step.pipeline, RunOptions())
+        _wait_for_lock_waits(b.store_url, timeout=30)
+        assert not opening.done()
+        release.set()
+        restored = restoring.result(timeout=120)
+        execution, _ = opening.result(timeout=120)
+    assert execution.status is ExecutionStatus.RUNNING
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
+    kind, payload = b.events(FILES_PIPELINE)[-1]
+    assert (kind, payload["snapshot_id"], payload["pre_restore_snapshot_id"]) == (
+        "StateRestored",
+        snapshot.id,
+        restored.pre_restore_snapshot_id,
+    )
+
+
+def test_a_restore_or_import_that_cannot_be_recorded_writes_nothing(state_backend, monkeypatch):
+    b = state_backend
+    b.seed(**{A: OLD})
+    [snapshot] = state_api.backup([A], settings=b.settings).taken
+    exported = b.tmp / "old.json"
+    state_api.export(exported, [A], settings=b.settings)
+    b.set(A, NEW)
+    before_rows, before_events = b.snapshots(), b.events(A)
+
+    def store_down(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(SnapshotRepository, "append_state_events", store_down)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        state_api.restore(snapshot.id, settings=b.settings)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        state_api.restore(snapshot.id, to_state_id="dev:shop-a-copy", settings=b.settings)
+    monkeypatch.undo()
+    monkeypatch.setattr(state_backup, "snapshot_if_changed", store_down)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        state_api.import_(exported, settings=b.settings)
+    # The state is what it was, and the store records nothing: no snapshot, no event.
+    assert b.live(A, "dev:shop-a-copy") == {A: NEW, "dev:shop-a-copy": None}
+    assert b.snapshots() == before_rows
+    assert b.events(A) == before_events
 
 
 def test_export_import_round_trip(state_backend):
@@ -914,8 +1010,8 @@ def test_a_backup_of_many_ids_appends_their_events_in_one_insert(state_backend):
         assert (kind, payload["snapshot_id"]) == ("StateSnapshotTaken", snapshot.id)
 
 
-def _wait_for_a_lock_wait(store_url: str, timeout: float = 60) -> None:
-    """Until some session of the store's database waits on a lock (e.g. a unique index entry)."""
+def _wait_for_lock_waits(store_url: str, sessions: int = 1, timeout: float = 60) -> None:
+    """Until ``sessions`` sessions of the store's database wait on a lock (a row, an index entry)."""
     deadline = time.monotonic() + timeout
     with database.engine_for(store_url).connect() as conn:
         while time.monotonic() < deadline:
@@ -925,11 +1021,11 @@ def _wait_for_a_lock_wait(store_url: str, timeout: float = 60) -> None:
                     "WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
             ).scalar_one()
-            if waiting:
+            if waiting >= sessions:
                 return
             conn.rollback()
             time.sleep(0.05)
-    pytest.fail("nobody waited on a lock")
+    pytest.fail(f"fewer than {sessions} session(s) waited on a lock within {timeout:g}s")
 
 
 @only("systemdb-sqlite")
@@ -943,7 +1039,7 @@ def test_a_snapshot_event_is_appended_after_a_concurrent_writer_of_its_stream(st
     EventStore(other).append(f"state-{A}", 0, [theirs])  # not committed yet: the backup waits on it
     with ThreadPoolExecutor(max_workers=1) as pool:
         backup = pool.submit(state_api.backup, [A, B], settings=b.settings)
-        _wait_for_a_lock_wait(b.store_url)
+        _wait_for_lock_waits(b.store_url)
         transaction.commit()
         report = backup.result(timeout=120)
     other.close()

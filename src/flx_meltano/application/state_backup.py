@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +14,16 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
+from flx_meltano.domain.errors import InvalidStateId
 from flx_meltano.domain.events import StateRestored
+from flx_meltano.domain.execution import PipelineExecution
+from flx_meltano.domain.identifiers import StateId
+from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 Progress = Callable[[int, int], None]
 
@@ -133,6 +139,61 @@ class RestoreResult:
     dry_run: bool
 
 
+def _lock_state_ids(uow: SqlUnitOfWork, state_ids: Iterable[str]) -> list[PipelineExecution]:
+    """Take the pipeline row lock that opening an execution takes; the executions still active.
+
+    Held until ``uow`` commits or rolls back: meanwhile no run of these state ids can open an
+    execution, and one that opened before is seen. A pipeline that never ran gets its row now, as
+    its first run would; a registered one keeps its definition. A state id that is not a
+    pipeline's (``<env>:<tap>-to-<target>``) can have no execution, so there is nothing to lock.
+    """
+    registered = {pipeline.id: pipeline for pipeline in uow.pipelines.all()}
+    active: list[PipelineExecution] = []
+    for state_id in sorted(set(state_ids)):  # one order for everyone: two importers cannot deadlock
+        pipeline = registered.get(state_id)
+        if pipeline is None:
+            try:
+                parsed = StateId.parse(state_id)
+            except InvalidStateId:
+                continue
+            pipeline = Pipeline(parsed, parsed.extractor, parsed.loader)
+        active += [e for e in uow.pipelines.lock(pipeline).active if e.status.is_active]
+    return active
+
+
+@contextmanager
+def _put_back_on_failure(
+    store: MeltanoStateStore, previous: Mapping[str, SingerState | None]
+) -> Iterator[list[str]]:
+    """If the block fails, put back the previous state of every state id it named as written.
+
+    The block appends each state id to the yielded list just before writing it: when the block
+    fails, the store's record of those writes is rolled back, so the writes are undone too.
+    """
+    written: list[str] = []
+    try:
+        yield written
+    except BaseException as exc:
+        for state_id in reversed(written):
+            before = previous[state_id]
+            try:
+                if before is None:
+                    store.clear(state_id)
+                else:
+                    store.set(state_id, before)
+            except Exception as undo:
+                exc.add_note(f"putting the previous state of {state_id} back failed too: {undo}")
+        raise
+
+
+def _refuse_while_running(active: Sequence[PipelineExecution], doing: str) -> None:
+    if active:
+        raise ExecutionRunning(
+            f"execution {active[0].id} of {active[0].pipeline_id} is {active[0].status}; {doing} now "
+            "would race it (wait, cancel it, or force)"
+        )
+
+
 def restore(
     ctx: AppContext,
     snapshot_id: int,
@@ -143,40 +204,63 @@ def restore(
     """Write a snapshot back through Meltano's state backend, after a pre-restore snapshot.
 
     Refused (ExecutionRunning) while an execution of the target state id is RUNNING, unless forced.
+    The write happens under the lock a run takes to open an execution, and the pre-restore
+    snapshot, the write and its StateRestored event stand or fall together.
     """
     snapshot = get(ctx, snapshot_id)
-    target = to_state_id or snapshot.state_id
-    current = ctx.state_store.get(target)
-    changes = diff_states(current, snapshot.state)
+    return _restore(ctx, snapshot, to_state_id or snapshot.state_id, dry_run=dry_run, force=force)
+
+
+def _restore(
+    ctx: AppContext,
+    snapshot: StateSnapshot,
+    target: str,
+    *,
+    dry_run: bool,
+    force: bool,
+    store_snapshot: bool = False,
+) -> RestoreResult:
+    """Restore ``snapshot`` into ``target``.
+
+    With ``store_snapshot`` the snapshot is not in the store yet (its id is 0): it is stored in
+    the same transaction as the restore, or, in a dry run, not at all.
+    """
+    if dry_run:
+        current = ctx.state_store.get(target)
+        with ctx.unit_of_work() as uow:
+            if not force:
+                _refuse_while_running(uow.executions.active(target), "restoring")
+        return RestoreResult(snapshot, target, diff_states(current, snapshot.state), None, True)
     with ctx.unit_of_work() as uow:
-        running = uow.executions.active(target)
-        if running and not force:
-            raise ExecutionRunning(
-                f"execution {running[0].id} of {target} is {running[0].status}; restoring now would "
-                "race it (wait, cancel it, or force)"
+        active = _lock_state_ids(uow, [target])
+        if not force:
+            _refuse_while_running(active, "restoring")
+        current = ctx.state_store.get(target)  # read under the lock: nobody writes it meanwhile
+        if store_snapshot:
+            snapshot = uow.snapshots.add(
+                snapshot.state_id,
+                snapshot.state,
+                reason=snapshot.reason,
+                at=snapshot.taken_at,
+                label=snapshot.label,
+                execution_id=snapshot.execution_id,
             )
-        if dry_run:
-            return RestoreResult(snapshot, target, changes, None, True)
         pre_restore = None
         if current is not None:
             pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE)
-        uow.commit()
-    ctx.state_store.set(target, snapshot.state)
-    with ctx.unit_of_work() as uow:
-        uow.snapshots.append_state_events(
-            target,
-            [
-                StateRestored(
-                    target,
-                    _now(),
-                    snapshot_id=snapshot.id,
-                    source_state_id=snapshot.state_id,
-                    pre_restore_snapshot_id=pre_restore,
-                )
-            ],
-        )
-        uow.commit()
-    return RestoreResult(snapshot, target, changes, pre_restore, False)
+        with _put_back_on_failure(ctx.state_store, {target: current}) as written:
+            written.append(target)
+            ctx.state_store.set(target, snapshot.state)
+            restored = StateRestored(
+                target,
+                _now(),
+                snapshot_id=snapshot.id,
+                source_state_id=snapshot.state_id,
+                pre_restore_snapshot_id=pre_restore,
+            )
+            uow.snapshots.append_state_events(target, [restored])
+            uow.commit()
+    return RestoreResult(snapshot, target, diff_states(current, snapshot.state), pre_restore, False)
 
 
 def restore_previous(
@@ -270,26 +354,29 @@ def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: boo
     except OSError as exc:
         raise StateError(f"cannot read {source}: {exc.strerror or exc}") from None
     states = state_file.parse(text, where=str(source))
-    changes = {s.state_id: diff_states(ctx.state_store.get(s.state_id), s.state) for s in states}
     if dry_run:
+        changes = {s.state_id: diff_states(ctx.state_store.get(s.state_id), s.state) for s in states}
         return ImportReport(source, changes, True)
     with ctx.unit_of_work() as uow:
-        busy = [sid for sid in changes if uow.executions.active(sid)]
+        busy = sorted({e.pipeline_id for e in _lock_state_ids(uow, [s.state_id for s in states])})
         if busy and not force:
             raise ExecutionRunning(
                 f"executions of {', '.join(busy)} are RUNNING; importing now would race them"
             )
+        # Read under the lock: nobody writes these states until the commit.
+        current = {s.state_id: ctx.state_store.get(s.state_id) for s in states}
         for entry in states:
-            current = ctx.state_store.get(entry.state_id)
-            if current is not None and current.checksum != entry.state.checksum:
-                snapshot_if_changed(uow, entry.state_id, current, SnapshotReason.PRE_RESTORE)
-        uow.commit()
-    for entry in states:
-        ctx.state_store.set(entry.state_id, entry.state)
-    with ctx.unit_of_work() as uow:
-        for entry in states:  # an unchanged state makes no duplicate snapshot
-            snapshot_if_changed(uow, entry.state_id, entry.state, SnapshotReason.IMPORT)
-        uow.commit()
+            before = current[entry.state_id]
+            if before is not None and before.checksum != entry.state.checksum:
+                snapshot_if_changed(uow, entry.state_id, before, SnapshotReason.PRE_RESTORE)
+        with _put_back_on_failure(ctx.state_store, current) as written:
+            for entry in states:
+                written.append(entry.state_id)
+                ctx.state_store.set(entry.state_id, entry.state)
+            for entry in states:  # an unchanged state makes no duplicate snapshot
+                snapshot_if_changed(uow, entry.state_id, entry.state, SnapshotReason.IMPORT)
+            uow.commit()
+    changes = {s.state_id: diff_states(current[s.state_id], s.state) for s in states}
     return ImportReport(source, changes, False)
 
 
