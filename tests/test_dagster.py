@@ -163,8 +163,11 @@ def test_a_failing_loader_materializes_only_streams_whose_bookmark_it_moved(
         meltano_sandbox.context(default_store_url), customers["meltano/execution_id"].value
     )
     assert stored.status is ExecutionStatus.FAILED
-    # Not asserted yet: the error naming target-jsonlines. Meltano 4.4.1 reports no block result
-    # when the loader dies while the tap still writes (BrokenPipeError), only "Run completed".
+    # Meltano 4.4.1 reports no block result when the loader dies while the tap still writes
+    # (BrokenPipeError): the plugin is named from its traceback.
+    assert user_failure.metadata["meltano/failed_plugin"].value == "target-jsonlines"
+    assert stored.failed_plugin == "target-jsonlines"
+    assert "FailAfterRecordsError" in (stored.error or "")
     assert {s: str(r.status) for s, r in stored.results.items()} == {
         "customers": "SUCCEEDED",
         "orders": "FAILED",

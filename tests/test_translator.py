@@ -634,3 +634,36 @@ def test_expected_streams_without_any_event_fail_when_the_block_fails():
 @pytest.mark.parametrize("event", [LogRecord("info", "hello"), LogRecord("info", "x", "tap-other")])
 def test_plain_log_records_notify_nothing(event):
     assert tracker().feed(event) == []
+
+
+def test_a_run_that_dies_without_a_block_result_names_the_plugin_whose_output_ends_in_a_traceback():
+    # Meltano 4.4 dies with a BrokenPipeError when the loader crashes mid-stream: no block result.
+    t = tracker()
+    feed_all(
+        t,
+        [
+            plugin_line(TAP, "Beginning sync of 'orders'", "extractor"),
+            plugin_line(TARGET, "Traceback (most recent call last):", "loader"),
+            plugin_line(TARGET, "    raise FailAfterRecordsError(limit)", "loader"),
+            plugin_line(
+                TARGET, "target_jsonlines.target.FailAfterRecordsError: failing after 50 records", "loader"
+            ),
+            plugin_line(TAP, "Beginning sync of 'order_items'", "extractor"),
+            RunCompleted(success=False, duration_seconds=1),
+        ],
+    )
+    assert t.outcome is not None
+    assert not t.outcome.success
+    assert t.outcome.failed_plugin == TARGET
+    assert (
+        t.outcome.error
+        == f"{TARGET} failed: target_jsonlines.target.FailAfterRecordsError: failing after 50 records"
+    )
+    assert "Traceback (most recent call last):" in t.outcome.error_lines
+
+
+def test_a_run_that_dies_with_no_plugin_traceback_stays_unattributed():
+    t = tracker()
+    feed_all(t, [plugin_line(TAP, "Error-free line: all good", "extractor"), RunCompleted(False, 1)])
+    assert t.outcome is not None
+    assert (t.outcome.failed_plugin, t.outcome.error) == (None, "run failed")

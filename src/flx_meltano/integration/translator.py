@@ -8,6 +8,7 @@ loader where it reports them, else from the tap.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from flx_meltano.integration.run_events import (
 
 ROLE_BY_EXIT_KEY = {"extractors": "extractor", "loaders": "loader", "mappers": "mapper"}
 ERROR_TAIL_LINES = 20
+# The last line of a Python traceback, e.g. ``target_x.sinks.LoadError: table is locked``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,21 @@ class ExecutionTracker:
         if isinstance(event, BlockCompleted):
             return self._block_completed(event)
         if isinstance(event, RunCompleted) and self.outcome is None:
-            self.outcome = Outcome(success=event.success, error=None if event.success else "run failed")
+            self.outcome = Outcome(success=True) if event.success else self._crash_outcome()
         return []
+
+    def _crash_outcome(self) -> Outcome:
+        """A run that ended without a block result: meltano itself failed, usually with a
+        BrokenPipeError because a plugin died. Name the plugin whose output ends in a traceback,
+        the loader first (when it dies, meltano and the tap fail writing to it)."""
+        for plugin in (self.loader, *self.mappers, self.extractor):
+            tail = tuple(self._tails.get(plugin, ()))
+            crash = next(
+                (line.strip() for line in reversed(tail) if _EXCEPTION_LINE.match(line.strip())), None
+            )
+            if crash is not None:
+                return Outcome(False, f"{plugin} failed: {crash}", plugin, None, tail)
+        return Outcome(False, "run failed")
 
     def _metric(self, metric: Metric) -> list[Notification]:
         stream_name = metric.stream
