@@ -196,7 +196,14 @@ def test_failing_tap_is_recorded_failed_with_the_state_it_reached(meltano_sandbo
     assert execution.status is ExecutionStatus.FAILED
     assert execution.failed_plugin == "tap-shopsim"
     assert execution.exit_code == 1
-    assert "failing on purpose after 150 records" in (execution.error or "")
+    summary, heading, *tail = (execution.error or "").splitlines()
+    assert summary.startswith("tap-shopsim exited with code 1: ")
+    assert "failing on purpose after 150 records" in summary
+    # The tap's last lines (the end of its traceback) are kept with the error.
+    assert heading == f"last {len(tail)} lines of tap-shopsim:"
+    assert 2 <= len(tail) <= 10
+    assert any("in _fail" in line for line in tail)
+    assert tail[-1].strip().endswith("failing on purpose after 150 records (fail_after_records)")
     assert execution.results["customers"].status is StreamStatus.SUCCEEDED
     assert execution.results["customers"].records == 100
     assert execution.results["orders"].status is StreamStatus.FAILED
@@ -206,6 +213,13 @@ def test_failing_tap_is_recorded_failed_with_the_state_it_reached(meltano_sandbo
     stored = queries.get_execution(ctx, execution.id)
     assert stored.status is ExecutionStatus.FAILED
     assert stored.error == execution.error
+    env = {**os.environ, **meltano_sandbox.env, "FLX_DATABASE_URL": default_store_url, "COLUMNS": "200"}
+    shown = subprocess.run(
+        [FLX, "execution", execution.id[:8]], cwd=REPO, env=env, capture_output=True, text=True, check=True
+    )
+    assert f"error: {summary} (plugin tap-shopsim, exit code 1)" in shown.stdout
+    assert heading in shown.stdout
+    assert all(line.strip() in shown.stdout for line in tail)
 
 
 def test_a_subset_of_streams_moves_only_those_records(meltano_sandbox, default_store_url):

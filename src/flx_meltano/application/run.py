@@ -326,7 +326,7 @@ def _close(
             if error is None and timed_out:
                 error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
             elif error is None and outcome is not None and outcome.error:
-                error = outcome.error
+                error = with_tail(outcome.error, outcome.failed_plugin, outcome.error_lines)
             elif error is None:
                 error = f"meltano exited with code {exit_code} without reporting the block's result"
             execution.fail(
@@ -344,6 +344,16 @@ def _close(
 
 
 MAX_ERROR_CHARS = 4000
+ERROR_TAIL_LINES = 10
+
+
+def with_tail(error: str, plugin: str | None, lines: Sequence[str]) -> str:
+    """The error, then the last few lines the failing plugin wrote (its traceback, usually)."""
+    tail = [line.rstrip() for line in lines if line.strip()][-ERROR_TAIL_LINES:]
+    if not tail:
+        return error
+    heading = f"last {len(tail)} lines of {plugin or 'the plugin'}:"
+    return "\n".join([error, heading, *(f"  {line}" for line in tail)])
 
 
 def describe(exc: BaseException) -> str:

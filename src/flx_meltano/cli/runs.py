@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import AppContext
@@ -27,6 +28,10 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _first_line(text: str | None) -> str:
+    return text.splitlines()[0] if text else ""
+
+
 def _execution_rows(executions: list[PipelineExecution]) -> list[list[object]]:
     return [
         [
@@ -37,7 +42,7 @@ def _execution_rows(executions: list[PipelineExecution]) -> list[list[object]]:
             e.started_at,
             str(e.duration) if e.duration else "-",
             e.records if e.results else None,
-            (e.error or "")[:60] or (e.warnings[0][:60] if e.warnings else ""),
+            _first_line(e.error)[:60] or (_first_line(e.warnings[0])[:60] if e.warnings else ""),
         ]
         for e in executions
     ]
@@ -196,12 +201,15 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         if e.error:
+            summary, *tail = e.error.splitlines()
             console.print(
-                f"[red]error: {e.error}[/red] (plugin {e.failed_plugin}, exit code {e.exit_code})",
+                f"[red]error: {escape(summary)}[/red] (plugin {e.failed_plugin}, exit code {e.exit_code})",
                 highlight=False,
             )
+            for line in tail:  # the failing plugin's last lines, as stored with the error
+                console.print(f"  {line}", style="dim", highlight=False, markup=False)
         for warning in e.warnings:
-            console.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+            console.print(f"[yellow]warning: {escape(warning)}[/yellow]", highlight=False)
         print_table(
             None,
             ["stream", "status", "records", "duration", "bookmark"],
