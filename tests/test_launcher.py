@@ -1,0 +1,256 @@
+"""The launcher: the exact ``meltano run`` command line and environment, no shell, timeouts, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flx_meltano.application import queries
+from flx_meltano.application.run import RunOptions, SilentObserver, run
+from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.integration.errors import LaunchError
+from flx_meltano.integration.launcher import (
+    STATE_STRATEGIES,
+    MeltanoRun,
+    PluginLock,
+    RunRequest,
+    process_group_members,
+    select_env_var,
+)
+from flx_meltano.integration.meltano_cli import QUIET_MELTANO_ENV
+
+MELTANO = str(Path(sys.executable).with_name("meltano"))
+FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
+
+
+def request(tmp_path: Path, **fields: object) -> RunRequest:
+    values: dict[str, object] = {
+        "project_dir": tmp_path,
+        "environment": "prod",
+        "blocks": ("tap-a", "target-b"),
+        "run_id": "0b5e2c9e-0000-4000-8000-000000000001",
+        "meltano_executable": MELTANO,
+    }
+    values.update(fields)
+    return RunRequest(**values)  # type: ignore[arg-type]
+
+
+def fake_meltano(directory: Path, body: str) -> Path:
+    """An executable standing in for meltano: a Python script (never a shell script)."""
+    path = directory / "fake-meltano"
+    path.write_text(f"#!{sys.executable}\n{body}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+# --- argv -------------------------------------------------------------------------------------
+
+
+def test_argv_is_json_logs_environment_run_and_run_id_then_the_blocks_in_order(tmp_path):
+    argv = request(tmp_path, blocks=("tap-a", "mapping-x", "target-b")).argv()
+    assert argv == [
+        MELTANO,
+        "--log-format=json",
+        "--environment=prod",
+        "run",
+        "--run-id=0b5e2c9e-0000-4000-8000-000000000001",
+        "tap-a",
+        "mapping-x",
+        "target-b",
+    ]
+
+
+def test_argv_without_options_has_no_option_flags(tmp_path):
+    argv = request(tmp_path).argv()
+    assert not [a for a in argv if a.startswith(("--full-refresh", "--state-strategy", "--force"))]
+
+
+def test_full_refresh_and_force_flags_come_before_the_blocks(tmp_path):
+    argv = request(tmp_path, full_refresh=True, force=True).argv()
+    assert argv[-2:] == ["tap-a", "target-b"]
+    assert "--full-refresh" in argv[:-2]
+    assert "--force" in argv[:-2]
+
+
+@pytest.mark.parametrize("strategy", STATE_STRATEGIES)
+def test_each_state_strategy_meltano_knows_is_passed(tmp_path, strategy):
+    argv = request(tmp_path, state_strategy=strategy).argv()
+    assert f"--state-strategy={strategy}" in argv[:-2]
+
+
+@pytest.mark.parametrize("strategy", ["replace", "AUTO", "merge; rm -rf /"])
+def test_an_unknown_state_strategy_is_refused_naming_the_valid_ones(tmp_path, strategy):
+    with pytest.raises(LaunchError, match="is not one of auto, merge, overwrite") as raised:
+        request(tmp_path, state_strategy=strategy).argv()
+    assert repr(strategy) in str(raised.value)
+
+
+def test_a_missing_executable_is_a_launch_error_naming_it(tmp_path):
+    with pytest.raises(LaunchError, match="FLX_MELTANO_EXECUTABLE") as raised:
+        request(tmp_path, meltano_executable=str(tmp_path / "no-meltano")).argv()
+    assert repr(str(tmp_path / "no-meltano")) in str(raised.value)
+
+
+def test_a_bare_executable_name_is_resolved_on_path_to_an_absolute_path(tmp_path, monkeypatch):
+    script = fake_meltano(tmp_path, "")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert request(tmp_path, meltano_executable=script.name).argv()[0] == str(script)
+
+
+# --- environment ------------------------------------------------------------------------------
+
+
+def test_select_env_var_is_meltanos_name_for_the_extractors_select_extra():
+    assert select_env_var("tap-shopsim") == "TAP_SHOPSIM__SELECT"
+    assert select_env_var("tap-my-api") == "TAP_MY_API__SELECT"
+
+
+def test_environ_selects_exactly_the_streams_as_json_with_all_their_properties(tmp_path):
+    env = request(tmp_path, select={"tap-my-api": ("orders", "customers")}).environ()
+    assert json.loads(env["TAP_MY_API__SELECT"]) == ["orders.*", "customers.*"]
+
+
+def test_environ_without_a_selection_overrides_no_select(tmp_path):
+    env = request(tmp_path).environ()
+    assert not [key for key in env if key.endswith("__SELECT") and key not in os.environ]
+
+
+def test_environ_is_ours_quiet_and_the_callers_overrides_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLX_LAUNCHER_TEST_INHERITED", "from-parent")
+    monkeypatch.setenv("FLX_LAUNCHER_TEST_OVERRIDDEN", "from-parent")
+    env = request(tmp_path, env={"FLX_LAUNCHER_TEST_OVERRIDDEN": "from-caller"}).environ()
+    assert env["FLX_LAUNCHER_TEST_INHERITED"] == "from-parent"
+    assert env["FLX_LAUNCHER_TEST_OVERRIDDEN"] == "from-caller"
+    for key, value in QUIET_MELTANO_ENV.items():
+        assert env[key] == value
+
+
+# --- the process: no shell, timeout, locks ------------------------------------------------------
+
+RECORD_ARGV = """\
+import json, os, sys
+with open(os.environ["FLX_TEST_OUT"], "w") as out:
+    json.dump({"argv": sys.argv[1:], "select": os.environ.get("TAP_A__SELECT")}, out)
+print(json.dumps({"event": "Run completed", "status": "success"}))
+"""
+
+
+def test_meltano_is_started_without_a_shell_so_arguments_arrive_verbatim(tmp_path):
+    script = fake_meltano(tmp_path, RECORD_ARGV)
+    out = tmp_path / "argv.json"
+    hostile = ("tap-a; touch pwned", "$(touch pwned2)", "`touch pwned3`", "target b")
+    meltano = MeltanoRun(
+        request(
+            tmp_path,
+            meltano_executable=str(script),
+            blocks=hostile,
+            select={"tap-a": ("orders",)},
+            env={"FLX_TEST_OUT": str(out)},
+        )
+    )
+    events = list(meltano.start().events())
+    assert meltano.returncode == 0
+    assert events  # the JSON line was parsed
+    seen = json.loads(out.read_text())
+    assert seen["argv"][-4:] == list(hostile)
+    assert seen["argv"][0] == "--log-format=json"
+    assert json.loads(seen["select"]) == ["orders.*"]
+    assert not list(tmp_path.glob("pwned*"))
+
+
+SLOW_WITH_A_CHILD = """\
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print("started", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_timeout_stops_meltano_and_every_process_it_started(tmp_path, processes_with):
+    script = fake_meltano(tmp_path, SLOW_WITH_A_CHILD)
+    marker = f"FLX_TEST_MARKER={tmp_path}"
+    meltano = MeltanoRun(
+        request(
+            tmp_path,
+            meltano_executable=str(script),
+            timeout_seconds=1.0,
+            env={"FLX_TEST_MARKER": str(tmp_path)},
+        )
+    )
+    started = time.monotonic()
+    meltano.start()
+    assert meltano.pid is not None
+    lines = list(meltano.events())
+    assert time.monotonic() - started < 30
+    assert [line.message for line in lines if hasattr(line, "message")] == ["started"]
+    assert meltano.timed_out
+    assert meltano.cancelled
+    assert meltano.returncode is not None
+    assert process_group_members(meltano.pid) == []
+    assert processes_with(marker) == []
+
+
+def test_cancel_before_start_does_nothing(tmp_path):
+    meltano = MeltanoRun(request(tmp_path))
+    meltano.cancel()
+    assert not meltano.cancelled
+    assert meltano.returncode is None
+
+
+def test_a_plugin_lock_makes_the_second_run_wait_and_say_why(tmp_path):
+    first = PluginLock.acquire(tmp_path, "tap-a")
+    waits: list[str] = []
+    acquired = threading.Event()
+
+    def second_run() -> None:
+        PluginLock.acquire(tmp_path, "tap-a", waits.append).release()
+        acquired.set()
+
+    thread = threading.Thread(target=second_run)
+    thread.start()
+    assert not acquired.wait(0.5)
+    assert len(waits) == 1
+    assert "waiting for another run of tap-a" in waits[0]
+    first.release()
+    assert acquired.wait(10)
+    thread.join()
+    # Another plugin is never blocked by it.
+    PluginLock.acquire(tmp_path, "tap-b").release()
+
+
+# --- end to end: a timed-out pipeline ------------------------------------------------------------
+
+
+class _PluginLines(SilentObserver):
+    def __init__(self) -> None:
+        self.plugins: set[str] = set()
+
+    def on_log(self, level: str, plugin: str | None, message: str) -> None:
+        if plugin:
+            self.plugins.add(plugin)
+
+
+@pytest.mark.slow
+def test_a_timed_out_pipeline_is_failed_and_leaves_no_meltano_tap_or_target(
+    meltano_sandbox, default_store_url, processes_with
+):
+    ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="40")
+    observer = _PluginLines()
+    started = time.monotonic()
+    [execution] = run(ctx, FILES_PIPELINE, RunOptions(timeout_seconds=8), observer)
+    assert time.monotonic() - started < 60
+    assert "tap-shopsim" in observer.plugins  # the tap was running when the time was up
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.error == "timed out after 8s; meltano and its plugins were stopped"
+    assert processes_with(str(meltano_sandbox.system_db)) == []
+    stored = queries.get_execution(ctx, execution.id)
+    assert stored.status is ExecutionStatus.FAILED
+    assert stored.error == execution.error
+    assert queries.execution_history(ctx, status="RUNNING") == []
