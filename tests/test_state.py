@@ -27,7 +27,9 @@ from flx_meltano.application import state_backup
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import aggregate, resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.events import StateSnapshotTaken
+from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState
 from flx_meltano.domain.values import ExecutionStatus
@@ -415,6 +417,65 @@ def test_restore_is_refused_while_an_execution_runs_unless_forced(state_backend)
     forced = state_api.restore(snapshot.id, force=True, settings=b.settings)
     assert forced.dry_run is False
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
+
+
+def _run_without_meltano(b: Backend, ends_with: SingerState) -> PipelineExecution:
+    """A run of FILES_PIPELINE as flx records one (pre-run snapshot, regression guard, post-run
+    snapshot), with the state it ends with written directly instead of by meltano."""
+    [step] = resolve(b.ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    execution, before = open_execution(b.ctx, step.pipeline, RunOptions())
+    b.set(FILES_PIPELINE, ends_with)
+    with b.ctx.unit_of_work() as uow:
+        execution.succeed(
+            at=datetime.now(UTC),
+            state_after=ends_with.payload(),
+            warnings=regression_warnings(before, ends_with, full_refresh=False),
+        )
+        uow.executions.save(execution)
+        snapshot_if_changed(uow, FILES_PIPELINE, ends_with, SnapshotReason.POST_RUN, execution.id)
+        uow.commit()
+    return execution
+
+
+@only("systemdb-sqlite")
+def test_restore_previous_refuses_when_good_runs_followed_the_flagged_one(state_backend):
+    b = state_backend
+    b.seed(**{FILES_PIPELINE: OLD})
+    wiped = _run_without_meltano(b, SingerState.empty())
+    assert wiped.warnings
+    good = _run_without_meltano(b, NEW)  # a full reload after the wipe: fine, not flagged
+    assert not good.warnings
+    before = b.snapshots()
+    for dry_run in (True, False):
+        with pytest.raises(state_api.StateError, match=f"latest run of .*{good.id}.* was not flagged"):
+            state_api.restore_previous(FILES_PIPELINE, dry_run=dry_run, settings=b.settings)
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: NEW}, "good bookmarks were rewound"
+    assert b.snapshots() == before
+
+
+@only("systemdb-sqlite")
+def test_restore_previous_after_prune_takes_the_state_before_from_the_flagged_run(state_backend):
+    b = state_backend
+    b.seed(**{FILES_PIPELINE: OLD})
+    wiped = _run_without_meltano(b, SingerState.empty())
+    assert wiped.warnings
+    assert state_api.prune(1, settings=b.settings) == 1  # the pre-run snapshot holding OLD goes
+    assert [s.state for s in state_api.list_snapshots(FILES_PIPELINE, settings=b.settings)] == [
+        SingerState.empty()
+    ]
+    before = b.snapshots()
+    preview = state_api.restore_previous(FILES_PIPELINE, dry_run=True, settings=b.settings)
+    assert (preview.dry_run, preview.snapshot.id, preview.snapshot.state) == (True, 0, OLD)
+    assert b.snapshots() == before
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: SingerState.empty()}
+
+    result = _json(b.cli("restore", "--previous", FILES_PIPELINE, "--yes", "--json"))
+    assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
+    stored = state_api.get(result["snapshot_id"], settings=b.settings)
+    assert (stored.state, stored.reason, stored.execution_id) == (OLD, SnapshotReason.PRE_RUN, wiped.id)
+    kind, payload = b.events(FILES_PIPELINE)[-1]
+    assert (kind, payload["snapshot_id"]) == ("StateRestored", stored.id)
 
 
 @only("systemdb-sqlite")

@@ -130,7 +130,11 @@ def diff_live(ctx: AppContext, snapshot_id: int, state_id: str | None = None) ->
 
 @dataclass(frozen=True)
 class RestoreResult:
-    """What a restore did (or, with dry_run, would do)."""
+    """What a restore did (or, with dry_run, would do).
+
+    ``snapshot.id`` is 0 only in a dry run of ``restore_previous`` whose state comes from a run
+    because its snapshot was pruned (the real restore stores it again).
+    """
 
     snapshot: StateSnapshot
     state_id: str
@@ -266,20 +270,20 @@ def _restore(
 def restore_previous(
     ctx: AppContext, state_id: str, force: bool = False, dry_run: bool = False
 ) -> RestoreResult:
-    """Put back the last good state: the state before the newest run flagged as a regression.
+    """Put back the last good state: the state before the newest run, when that run was flagged.
 
-    Without a flagged run, the newest snapshot that has bookmarks and differs from the live state.
+    Only the newest finished run counts: when it was not flagged as a state regression, its state
+    is the good one and StateError says so (putting an older state back would rewind good
+    bookmarks; restore a snapshot by id for that). The state before the flagged run comes from
+    its snapshot, or, if that was pruned, from the run itself (stored again as its pre-run
+    snapshot). With no finished run at all: the newest snapshot that has bookmarks and differs
+    from the live state.
     """
-    current = ctx.state_store.get(state_id)
     with ctx.unit_of_work() as uow:
-        flagged = next(
-            (e for e in uow.executions.history_of(state_id) if e.warnings and e.state_before), None
-        )
+        newest = next((e for e in uow.executions.history_of(state_id) if e.status.is_terminal), None)
         candidates = uow.snapshots.list(state_id)
-    if flagged is not None and flagged.state_before is not None:
-        good = SingerState.from_payload(flagged.state_before)
-        match = next((s for s in candidates if s.checksum == good.checksum), None)
-    else:
+    if newest is None:
+        current = ctx.state_store.get(state_id)
         match = next(
             (
                 s
@@ -288,9 +292,29 @@ def restore_previous(
             ),
             None,
         )
-    if match is None:
-        raise StateError(f"no earlier good state of {state_id!r} to restore")
-    return restore(ctx, match.id, force=force, dry_run=dry_run)
+        if match is None:
+            raise StateError(f"no earlier good state of {state_id!r} to restore")
+        return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
+    if not newest.warnings or newest.state_before is None:
+        raise StateError(
+            f"the latest run of {state_id!r} ({newest.id}, {newest.status}) was not flagged as a state "
+            "regression: its state is the good one, nothing to put back (restore a snapshot by id "
+            "to go back further)"
+        )
+    good = SingerState.from_payload(newest.state_before, where=f"the state before execution {newest.id}")
+    match = next((s for s in candidates if s.checksum == good.checksum), None)
+    if match is not None:
+        return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
+    pruned = StateSnapshot(
+        id=0,
+        state_id=state_id,
+        taken_at=newest.started_at or _now(),
+        reason=SnapshotReason.PRE_RUN,
+        checksum=good.checksum,
+        state=good,
+        execution_id=newest.id,
+    )
+    return _restore(ctx, pruned, state_id, dry_run=dry_run, force=force, store_snapshot=True)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,13 @@ def _print_diff(diffs: list[StreamDiff], title: str) -> None:
     print_table(title, ["stream", "change", "before", "after"], rows)
 
 
+def _source(result: uc.RestoreResult) -> str:
+    """What a restore writes: a snapshot, or (its snapshot pruned) the state before a run."""
+    if result.snapshot.id == 0:
+        return f"the state before execution {result.snapshot.execution_id}"
+    return f"snapshot {result.snapshot.id}"
+
+
 def _confirm(question: str, yes: bool, as_json: bool = False) -> None:
     """Ask before a destructive step; with --json there is no one to ask, so --yes is required."""
     if yes:
@@ -212,10 +219,12 @@ def restore_command(
         result = preview
         if not dry_run:
             if not as_json:
-                title = f"restoring snapshot {preview.snapshot.id} into {preview.state_id}"
-                _print_diff(preview.changes, title)
-            _confirm(f"write snapshot {preview.snapshot.id} into {preview.state_id}?", yes, as_json)
-            result = uc.restore(ctx, preview.snapshot.id, preview.state_id, force=force)
+                _print_diff(preview.changes, f"restoring {_source(preview)} into {preview.state_id}")
+            _confirm(f"write {_source(preview)} into {preview.state_id}?", yes, as_json)
+            if previous is not None:
+                result = uc.restore_previous(ctx, previous, force)
+            else:
+                result = uc.restore(ctx, preview.snapshot.id, preview.state_id, force=force)
     if as_json:
         print_json(
             {
@@ -228,7 +237,7 @@ def restore_command(
         )
         return
     verb = "would restore" if result.dry_run else "restored"
-    _print_diff(result.changes, f"{verb} snapshot {result.snapshot.id} into {result.state_id}")
+    _print_diff(result.changes, f"{verb} {_source(result)} into {result.state_id}")
     if result.pre_restore_snapshot_id:
         console.print(f"the state before is kept as snapshot {result.pre_restore_snapshot_id}")
 
