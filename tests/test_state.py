@@ -204,6 +204,29 @@ def sha(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+# --- A. the API's shape -----------------------------------------------------------------------
+
+
+def test_the_state_api_is_the_state_module_and_its_headline_operations_are_top_level():
+    import flx_meltano
+    from flx_meltano import backup, restore, restore_previous, state
+
+    assert flx_meltano.state is state is state_api
+    assert sorted(state.__all__) == sorted(
+        [
+            *("BackupReport", "ExecutionRunning", "ExportReport", "ImportReport", "InvalidStateFile"),
+            *("RestoreResult", "StateError", "UnknownStateId", "backup", "copy", "diff", "diff_live"),
+            *("export", "get", "import_", "latest", "list_snapshots", "prune", "restore"),
+            "restore_previous",
+        ]
+    )
+    assert all(callable(getattr(state, name)) for name in state.__all__)
+    assert (backup, restore, restore_previous) == (state.backup, state.restore, state.restore_previous)
+    assert {"state", "backup", "restore", "restore_previous"} <= set(flx_meltano.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'prune'"):
+        flx_meltano.prune  # noqa: B018 - the generic names stay in flx_meltano.state
+
+
 # --- B. every call, on every backend ----------------------------------------------------------
 
 

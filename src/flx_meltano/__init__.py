@@ -25,6 +25,8 @@ _EXPORTS = {
     "RunOptions": "flx_meltano.application.run",
     "Settings": "flx_meltano.settings",
     "build_definitions": "flx_meltano.orchestration",
+    # The whole state API is the ``state`` module (``flx_meltano.state.diff``, ``.export``, ...);
+    # only its headline operations are here too: ``flx_meltano.get`` or ``.copy`` would be unclear.
     "state": "flx_meltano.state",
     "backup": "flx_meltano.state",
     "restore": "flx_meltano.state",
