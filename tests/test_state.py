@@ -28,6 +28,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import aggregate, resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
+from flx_meltano.domain.errors import InvalidState
 from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.snapshots import SnapshotReason
@@ -227,6 +228,22 @@ def test_the_state_api_is_the_state_module_and_its_headline_operations_are_top_l
         flx_meltano.prune  # noqa: B018 - the generic names stay in flx_meltano.state
 
 
+def test_a_state_without_bookmarks_is_valid_and_empty_one_without_singer_state_is_not():
+    """Meltano asks only for "singer_state" (StateService.validate_state); taps may keep any shape."""
+    for payload in ({"singer_state": {}}, {"singer_state": {"currently_syncing": None}}):
+        state = SingerState.from_payload(payload)
+        assert state.is_empty
+        assert state.payload() == payload
+        assert regression_warnings(OLD, state, full_refresh=False), "a wipe must still be flagged"
+    for payload, message in [
+        ({"bookmarks": {}}, r"states\[1\] \(dev:x\): no 'singer_state' key"),
+        ({"singer_state": []}, r"states\[1\] \(dev:x\): 'singer_state' must be an object"),
+        ({"singer_state": {"bookmarks": []}}, r"states\[1\] \(dev:x\): 'singer_state.bookmarks' must be"),
+    ]:
+        with pytest.raises(InvalidState, match=message):
+            SingerState.from_payload(payload, where="states[1] (dev:x)")
+
+
 # --- B. every call, on every backend ----------------------------------------------------------
 
 
@@ -240,6 +257,9 @@ def test_the_state_store_writes_through_the_backend(state_backend):
     assert b.fresh().state_ids("dev:*") == [A, B]
     store.clear(A)
     assert b.live(A, B) == {A: None, B: NEW}
+    no_bookmarks = SingerState({"currently_syncing": None})  # Meltano stores it as it is
+    store.set(C, no_bookmarks)
+    assert b.live(C) == {C: no_bookmarks}
 
 
 def test_backup_one_pattern_all_dedup_label_and_unknown_id(state_backend):
