@@ -966,6 +966,108 @@ def test_unknown_plugin_type_in_environment(tmp_path: Path) -> None:
     assert "unknown plugin type 'gadgets' in environment config" in str(err)
 
 
+def _prod_config(body: str) -> str:
+    """BASE with the prod environment's ``config`` written as ``body`` (indented under it)."""
+    return BASE.replace("- name: prod\n", "- name: prod\n" + textwrap.indent(textwrap.dedent(body), "  "))
+
+
+@pytest.mark.parametrize(
+    ("body", "at", "message"),
+    [
+        (
+            "config:\n  plugins:\n    extractors:\n    - tap-a\n",
+            "    - tap-a",
+            "environment 'prod': each entry of 'extractors' in 'config.plugins' must be a mapping",
+        ),
+        (
+            "config:\n  plugins:\n    extractors:\n    - [tap-a, tap-c]\n",
+            "    - [tap-a, tap-c]",
+            "environment 'prod': each entry of 'extractors' in 'config.plugins' must be a mapping",
+        ),
+        (
+            "config:\n  plugins:\n    extractors:\n      name: tap-a\n",
+            "    extractors:",
+            "environment 'prod': 'extractors' in 'config.plugins' must be a list",
+        ),
+        (
+            "config:\n  plugins:\n  - name: tap-a\n",
+            "  plugins:",
+            "environment 'prod': 'config.plugins' must be a mapping of plugin types",
+        ),
+        (
+            "config: scale=2000\n",
+            "config: scale=2000",
+            "environment 'prod': 'config' must be a mapping",
+        ),
+        (
+            "config:\n  plugins:\n    loaders:\n    - config: {batch: 10}\n",
+            "    - config: {batch: 10}",
+            "environment 'prod': a plugin under 'loaders' in 'config.plugins' needs a 'name'",
+        ),
+    ],
+    ids=[
+        "entry-is-a-string",
+        "entry-is-a-list",
+        "type-is-a-mapping",
+        "plugins-is-a-list",
+        "config-is-a-string",
+        "no-name",
+    ],
+)
+def test_malformed_environment_plugin_overrides_name_file_and_line(
+    tmp_path: Path, body: str, at: str, message: str
+) -> None:
+    text = _prod_config(body)
+    err = read_error(tmp_path, text, environment="prod")
+    assert (err.file, err.line) == ("meltano.yml", exact_line_of(text, "  " + at))
+    assert str(err) == f"meltano.yml:{err.line}: {message}"
+
+
+def test_malformed_overrides_in_an_included_file_name_that_file(tmp_path: Path) -> None:
+    included = "environments:\n- name: qa\n  config:\n    plugins:\n      extractors:\n      - tap-a\n"
+    text = BASE + "include_paths:\n- ./conf/*.yml\n"
+    err = read_error(tmp_path, text, "qa", **{"conf/envs.yml": included})
+    assert (err.file, err.line) == ("conf/envs.yml", 6)
+    assert "environment 'qa': each entry of 'extractors'" in str(err)
+
+
+def test_empty_environment_plugin_overrides_are_no_overrides(tmp_path: Path) -> None:
+    text = _prod_config("config:\n  plugins:\n    extractors:\n    loaders: []\n")
+    assert read(tmp_path, text, "prod").plugin("tap-a").config == {}
+
+
+@pytest.mark.parametrize(
+    ("interval", "cron"),
+    [
+        ("@hourly", "0 * * * *"),
+        ("@daily", "0 0 * * *"),
+        ("@midnight", "0 0 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@monthly", "0 0 1 * *"),
+        ("@yearly", "0 0 1 1 *"),
+        ("@once", None),
+        ("@manual", None),
+        ("@none", None),
+    ],
+)
+def test_schedule_interval_aliases(tmp_path: Path, interval: str, cron: str | None) -> None:
+    text = jobs_yaml(
+        f"""\
+        jobs:
+        - name: real
+          tasks:
+          - tap-a target-b
+        schedules:
+        - name: s
+          interval: "{interval}"
+          job: real
+        """
+    )
+    (schedule,) = read(tmp_path, text).schedules
+    assert schedule.interval == interval
+    assert schedule.cron == cron
+
+
 def test_plugin_without_a_name(tmp_path: Path) -> None:
     text = BASE.replace("  - name: target-d\n    namespace: target_d\n", "  - namespace: target_nameless\n")
     err = read_error(tmp_path, text)

@@ -376,18 +376,42 @@ def _files(root: Path, main: _Located) -> Iterator[_Located]:
 
 
 def _environment_overrides(env: _Located) -> dict[tuple[PluginType, str], dict[str, Any]]:
-    config = env.node.get("config") or {}
-    plugins = config.get("plugins") or {} if isinstance(config, Mapping) else {}
+    """The plugin overrides of one environment (its ``config.plugins``), by plugin type and name."""
+    where = f"environment {env.node.get('name')!r}"
+    config = env.node.get("config")
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise env.error(f"{where}: 'config' must be a mapping", "config")
+    plugins = config.get("plugins")
+    if plugins is None:
+        return {}
+    if not isinstance(plugins, dict):
+        raise _Located(config, env.file).error(
+            f"{where}: 'config.plugins' must be a mapping of plugin types", "plugins"
+        )
+    types = _Located(plugins, env.file)
     overrides: dict[tuple[PluginType, str], dict[str, Any]] = {}
     for type_name, entries in plugins.items():
         try:
             kind = PluginType(type_name)
         except ValueError:
             raise env.error(f"unknown plugin type {type_name!r} in environment config") from None
-        for entry in entries or []:
-            overrides[(kind, str(entry.get("name")))] = _plain(
-                {k: v for k, v in entry.items() if k != "name"}
-            )
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise types.error(f"{where}: '{type_name}' in 'config.plugins' must be a list", type_name)
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise _Located(entries, env.file).error(
+                    f"{where}: each entry of '{type_name}' in 'config.plugins' must be a mapping", index
+                )
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise _Located(entry, env.file).error(
+                    f"{where}: a plugin under '{type_name}' in 'config.plugins' needs a 'name'"
+                )
+            overrides[(kind, name)] = _plain({k: v for k, v in entry.items() if k != "name"})
     return overrides
 
 
