@@ -1,6 +1,7 @@
 """Tests of ``flx-meltano doctor`` (as real subprocesses) and of application.doctor's checks.
 
-Every subprocess gets FLX_DATABASE_URL, so no embedded PostgreSQL server is ever started here.
+Stores are fresh databases on the server conftest picks (127.0.0.1:5432 when it answers, else the
+embedded one). Every subprocess gets FLX_DATABASE_URL, so none of them starts a server of its own.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from flx_meltano.application.doctor import Check, check_database, check_meltano, check_project
+from flx_meltano.persistence import database
 from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 FLX = REPO / ".venv" / "bin" / "flx-meltano"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "projects"
 
-# The PostgreSQL server of the test environment (trust authentication).
-TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Nothing listens on port 1; the password must never be shown.
 UNREACHABLE_URL = "postgresql://postgres:s3cret@127.0.0.1:1/nowhere"
 
@@ -86,6 +90,42 @@ def settings_for(project_dir: Path, **values: object) -> Settings:
     return Settings(project_dir=project_dir, environment=None, **values)
 
 
+def shown(url: str) -> str:
+    """How doctor names a store URL given as FLX_DATABASE_URL (driver made explicit, password hidden)."""
+    return database.redact_url(database.normalise_url(url))
+
+
+@contextmanager
+def new_database(server, *, migrated: bool) -> Iterator[str]:
+    """A fresh database on ``server`` (conftest's Server), dropped afterwards."""
+    name = f"flx_doctor_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server.admin_conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = server.url(name)
+    try:
+        if migrated:
+            database.ready_engine(url)
+        yield url
+    finally:
+        database.engine_for.cache_clear()
+        with psycopg.connect(server.admin_conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def module_store_url(default_server) -> Iterator[str]:
+    """A migrated store on the default server, shared by this module's read-only doctor runs."""
+    with new_database(default_server, migrated=True) as url:
+        yield url
+
+
+@pytest.fixture
+def unmigrated_store_url(default_server) -> Iterator[str]:
+    """A fresh, never migrated database on the default server."""
+    with new_database(default_server, migrated=False) as url:
+        yield url
+
+
 # --- the CLI, as a subprocess ------------------------------------------------------------------
 
 
@@ -96,16 +136,18 @@ def test_version() -> None:
     assert version("flx-meltano") == "0.1.0"
 
 
-def test_broken_meltano_yml_names_the_line(tmp_path: Path) -> None:
+def test_broken_meltano_yml_names_the_line(tmp_path: Path, module_store_url: str) -> None:
     project = copy_fixture("broken_indent", tmp_path)
-    result = flx("doctor", cwd=project, FLX_DATABASE_URL=TEST_DATABASE_URL)
+    result = flx("doctor", cwd=project, FLX_DATABASE_URL=module_store_url)
     assert result.returncode == 1, result.stdout + result.stderr
     assert has_line(result.stdout, r"^FAIL meltano\.yml: meltano\.yml:10: invalid YAML: ")
     assert has_line(result.stdout, r"^ +fix: fix the file at the line named$")
     assert "Traceback" not in result.stderr
 
 
-def test_project_dir_from_environment_and_json_on_a_broken_project(tmp_path: Path) -> None:
+def test_project_dir_from_environment_and_json_on_a_broken_project(
+    tmp_path: Path, module_store_url: str
+) -> None:
     project = copy_fixture("broken_indent", tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -114,7 +156,7 @@ def test_project_dir_from_environment_and_json_on_a_broken_project(tmp_path: Pat
         "--json",
         cwd=elsewhere,
         FLX_PROJECT_DIR=str(project),
-        FLX_DATABASE_URL=TEST_DATABASE_URL,
+        FLX_DATABASE_URL=module_store_url,
     )
     assert result.returncode == 1, result.stderr
     checks = {check["name"]: check for check in json.loads(result.stdout)}
@@ -126,10 +168,12 @@ def test_project_dir_from_environment_and_json_on_a_broken_project(tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def uninstalled_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
+def uninstalled_run(
+    tmp_path_factory: pytest.TempPathFactory, module_store_url: str
+) -> subprocess.CompletedProcess[str]:
     project = copy_fixture("uninstalled", tmp_path_factory.mktemp("doctor"))
     assert not (project / ".meltano").exists()
-    return flx("doctor", cwd=project, FLX_DATABASE_URL=TEST_DATABASE_URL)
+    return flx("doctor", cwd=project, FLX_DATABASE_URL=module_store_url)
 
 
 def test_uninstalled_plugins_are_named_with_their_install_command(
@@ -190,21 +234,19 @@ def test_unreachable_database_is_reported_without_its_password(tmp_path: Path) -
     assert "Traceback" not in result.stderr
 
 
-def test_healthy_setup_meltano_and_database_are_ok() -> None:
-    result = flx("doctor", cwd=REPO, FLX_DATABASE_URL=TEST_DATABASE_URL)
+def test_healthy_setup_meltano_and_database_are_ok(module_store_url: str) -> None:
+    result = flx("doctor", cwd=REPO, FLX_DATABASE_URL=module_store_url)
     out = result.stdout
     assert has_line(out, r"^ok +meltano executable: meltano, version \d+\.\d+"), out + result.stderr
     assert has_line(out, r"^ok +meltano\.yml: \d+ plugins, \d+ jobs, \d+ schedules; environment dev$")
-    assert has_line(
-        out,
-        r"^ok +database: postgresql\+psycopg://postgres@127\.0\.0\.1:5432/test \(FLX_DATABASE_URL\)$",
-    )
+    assert has_line(out, rf"^ok +database: {re.escape(shown(module_store_url))} \(FLX_DATABASE_URL\)$")
+    assert has_line(out, rf"^ok +database schema: at migration {database.HEAD_REVISION}$")
     assert result.returncode in (0, 1)
     assert (result.returncode == 0) == has_line(out, r"^all \d+ checks ok$")
 
 
-def test_json_output_is_parseable() -> None:
-    result = flx("doctor", "--json", cwd=REPO, FLX_DATABASE_URL=TEST_DATABASE_URL)
+def test_json_output_is_parseable(module_store_url: str) -> None:
+    result = flx("doctor", "--json", cwd=REPO, FLX_DATABASE_URL=module_store_url)
     checks = json.loads(result.stdout)
     assert isinstance(checks, list)
     assert checks
@@ -313,15 +355,28 @@ def test_check_database_unreachable_hides_the_password(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("clean_flx_env")
-def test_check_database_reachable(tmp_path: Path) -> None:
-    checks = check_database(settings_for(tmp_path, database_url=TEST_DATABASE_URL))
-    assert checks[0] == Check(
-        "database", True, "postgresql+psycopg://postgres@127.0.0.1:5432/test (FLX_DATABASE_URL)"
-    )
-    assert [c.name for c in checks] == ["database", "database schema"]
-    schema = checks[1]
-    assert schema.detail.startswith("at migration ")
-    assert schema.ok or schema.fix == "flx-meltano db migrate"
+def test_check_database_reachable_and_migrated(tmp_path: Path, default_store_url: str) -> None:
+    checks = check_database(settings_for(tmp_path, database_url=default_store_url))
+    assert checks == [
+        Check("database", True, f"{shown(default_store_url)} (FLX_DATABASE_URL)"),
+        Check("database schema", True, f"at migration {database.HEAD_REVISION}"),
+    ]
+
+
+@pytest.mark.usefixtures("clean_flx_env")
+def test_check_database_reachable_but_never_migrated(tmp_path: Path, unmigrated_store_url: str) -> None:
+    checks = check_database(settings_for(tmp_path, database_url=unmigrated_store_url))
+    assert checks == [
+        Check("database", True, f"{shown(unmigrated_store_url)} (FLX_DATABASE_URL)"),
+        Check(
+            "database schema",
+            False,
+            f"at migration none, code expects {database.HEAD_REVISION}",
+            "flx-meltano db migrate",
+        ),
+    ]
+    # doctor only looks: the database is still unmigrated afterwards.
+    assert database.current_revision(database.engine_for(unmigrated_store_url)) is None
 
 
 @pytest.mark.usefixtures("clean_flx_env")
