@@ -890,6 +890,77 @@ def latest_reason(b: Backend, state_id: str) -> SnapshotReason | None:
 
 
 @only("systemdb-sqlite")
+def test_cli_tables_show_export_and_json_without_yes(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: OTHER})
+    backed_up = b.cli("backup", "--label", "tables")
+    assert backed_up.returncode == 0, backed_up.stderr
+    snap_a = next(s for s in state_api.list_snapshots(A, settings=b.settings))
+    exported = b.tmp / "out" / "dev.json"
+    importable = state_api.export(b.tmp / "a.json", [A], settings=b.settings).path
+    before = b.snapshots()
+    calls = [
+        ["list"],
+        ["show", str(snap_a.id)],
+        ["show", str(snap_a.id), "--json"],
+        ["export", str(exported), "--pattern", "dev:*"],
+        # Destructive, with --json and without --yes: no one to ask, so refused with exit code 2.
+        ["prune", "--keep-last", "1", "--json"],
+        ["restore", str(snap_a.id), "--json"],
+        ["import", str(importable), "--json"],
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        listed, shown, shown_json, export, *refused = pool.map(lambda args: b.cli(*args), calls)
+
+    table = " ".join(backed_up.stdout.split())
+    assert "2 snapshot(s) taken" in table
+    for header in ("id", "state id", "taken", "reason", "label", "streams", "checksum"):
+        assert f" {header} " in f" {table} ", header
+    row = rf"{snap_a.id} .*{re.escape(A)} .* manual .* tables .* 2 .* {snap_a.checksum[:12]}"
+    assert re.search(row, table), table
+    assert listed.returncode == 0, listed.stderr
+    assert A in listed.stdout
+    assert B in listed.stdout
+    assert shown.returncode == 0, shown.stderr
+    assert f"snapshot {snap_a.id} of {A}, manual" in shown.stdout
+    assert re.search(r"orders .* 2024-01-01T00:00:00\+00:00", " ".join(shown.stdout.split()))
+    detail = _json(shown_json)
+    assert (detail["id"], detail["state_id"], detail["state"]) == (snap_a.id, A, OLD.payload())
+    assert export.returncode == 0, export.stderr
+    assert f"exported 2 state(s) to {exported}" in " ".join(export.stdout.split())
+    assert [e["state_id"] for e in json.loads(exported.read_text())["states"]] == [A, B]
+    for result in refused:
+        assert result.returncode == 2, (result.args, result.stdout, result.stderr)
+        assert "needs --yes together with --json" in " ".join(result.stderr.split())
+        assert result.stdout == ""
+    assert b.snapshots() == before
+    assert b.live(A, B) == {A: OLD, B: OTHER}
+
+
+@only("systemdb-sqlite")
+def test_backup_export_and_import_report_progress_per_state_id(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD, B: NEW, "dev:shop-d": OTHER})
+    calls: list[tuple[int, int]] = []
+    every_one = [(1, 3), (2, 3), (3, 3)]
+
+    def progress(done: int, total: int) -> None:
+        calls.append((done, total))
+
+    state_backup.backup(b.ctx, pattern="dev:*", progress=progress)
+    assert calls == every_one
+    calls.clear()
+    path = b.tmp / "dev.json"
+    state_backup.export(b.ctx, path, pattern="dev:*", progress=progress)
+    assert calls == every_one
+    calls.clear()
+    b.set(A, OTHER)
+    state_backup.import_(b.ctx, path, progress=progress)
+    assert calls == every_one
+    assert b.live(A) == {A: OLD}
+
+
+@only("systemdb-sqlite")
 def test_cli_bad_input_exits_non_zero_naming_the_item_and_writes_nothing(state_backend):
     b = state_backend
     b.seed(**{A: OLD, B: NEW})

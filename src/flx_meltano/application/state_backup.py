@@ -58,17 +58,23 @@ class BackupReport:
 
 
 def _live_states(
-    store: MeltanoStateStore, state_ids: Sequence[str] | None, pattern: str | None
+    store: MeltanoStateStore,
+    state_ids: Sequence[str] | None,
+    pattern: str | None,
+    progress: Progress | None = None,
 ) -> dict[str, SingerState]:
-    if state_ids:
-        states: dict[str, SingerState] = {}
-        for state_id in state_ids:
-            state = store.get(state_id)
-            if state is None:
-                raise UnknownStateId(f"no state for state id {state_id!r} in {store.backend_label}")
+    """The live states of ``state_ids`` (each must have one) or of every id matching ``pattern``."""
+    ids = list(state_ids) if state_ids else store.state_ids(pattern)
+    states: dict[str, SingerState] = {}
+    for done, state_id in enumerate(ids, start=1):
+        state = store.get(state_id)
+        if state is not None:
             states[state_id] = state
-        return states
-    return store.get_many(pattern)
+        elif state_ids:
+            raise UnknownStateId(f"no state for state id {state_id!r} in {store.backend_label}")
+        if progress:
+            progress(done, len(ids))
+    return states
 
 
 def backup(
@@ -78,15 +84,16 @@ def backup(
     label: str | None = None,
     progress: Progress | None = None,
 ) -> BackupReport:
-    """Snapshot one, many (glob ``pattern``) or all state ids; unchanged states make no snapshot."""
-    live = _live_states(ctx.state_store, state_ids, pattern)
+    """Snapshot one, many (glob ``pattern``) or all state ids; unchanged states make no snapshot.
+
+    ``progress(done, total)`` is called as each state id is read.
+    """
+    live = _live_states(ctx.state_store, state_ids, pattern, progress)
     with ctx.unit_of_work() as uow:
         latest = uow.snapshots.latest_checksums(list(live))
         changed = {sid: st for sid, st in live.items() if latest.get(sid) != st.checksum}
         taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=_now(), label=label)
         uow.commit()
-    if progress:
-        progress(len(live), len(live))
     return BackupReport(taken=taken, unchanged=sorted(set(live) - set(changed)))
 
 
@@ -330,10 +337,14 @@ def export(
     path: str | Path,
     state_ids: Sequence[str] | None = None,
     pattern: str | None = None,
+    progress: Progress | None = None,
 ) -> ExportReport:
-    """Write the live states to a versioned JSON file (atomically: all or nothing)."""
+    """Write the live states to a versioned JSON file (atomically: all or nothing).
+
+    ``progress(done, total)`` is called as each state id is read.
+    """
     target = Path(path)
-    live = _live_states(ctx.state_store, state_ids, pattern)
+    live = _live_states(ctx.state_store, state_ids, pattern, progress)
     text = state_file.render(
         [state_file.ExportedState(sid, st) for sid, st in sorted(live.items())],
         exported_at=_now(),
@@ -370,8 +381,17 @@ class ImportReport:
     dry_run: bool
 
 
-def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: bool = False) -> ImportReport:
-    """Validate the whole file, then write every state through Meltano's backend, snapshotting each."""
+def import_(
+    ctx: AppContext,
+    path: str | Path,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Validate the whole file, then write every state through Meltano's backend, snapshotting each.
+
+    ``progress(done, total)`` is called as each state is written.
+    """
     source = Path(path)
     try:
         text = source.read_text()
@@ -394,9 +414,11 @@ def import_(ctx: AppContext, path: str | Path, dry_run: bool = False, force: boo
             if before is not None and before.checksum != entry.state.checksum:
                 snapshot_if_changed(uow, entry.state_id, before, SnapshotReason.PRE_RESTORE)
         with _put_back_on_failure(ctx.state_store, current) as written:
-            for entry in states:
+            for done, entry in enumerate(states, start=1):
                 written.append(entry.state_id)
                 ctx.state_store.set(entry.state_id, entry.state)
+                if progress:
+                    progress(done, len(states))
             for entry in states:  # an unchanged state makes no duplicate snapshot
                 snapshot_if_changed(uow, entry.state_id, entry.state, SnapshotReason.IMPORT)
             uow.commit()

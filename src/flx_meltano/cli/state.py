@@ -95,6 +95,14 @@ def _source(result: uc.RestoreResult) -> str:
     return f"snapshot {result.snapshot.id}"
 
 
+@contextmanager
+def _progress(description: str, hidden: bool = False) -> Iterator[uc.Progress]:
+    """A transient progress bar (none with --json) and the callback that advances it."""
+    with Progress(console=console, transient=True, disable=hidden) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def _confirm(question: str, yes: bool, as_json: bool = False) -> None:
     """Ask before a destructive step; with --json there is no one to ask, so --yes is required."""
     if yes:
@@ -115,26 +123,17 @@ def backup_command(
     as_json: JsonOption = False,
 ) -> None:
     """Snapshot one, many or all state ids (unchanged ones are skipped)."""
-    with _context() as ctx:
-        if as_json:
-            report = uc.backup(ctx, state_id or None, pattern, label)
-            print_json({"taken": [_snapshot_dict(s) for s in report.taken], "unchanged": report.unchanged})
-            return
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("backing up state", total=None)
-            report = uc.backup(
-                ctx,
-                state_id or None,
-                pattern,
-                label,
-                lambda done, total: progress.update(task, completed=done, total=total),
-            )
-        if report.taken:
-            _print_snapshots(report.taken, f"{len(report.taken)} snapshot(s) taken")
-        else:
-            console.print("no new snapshots")
-        if report.unchanged:
-            console.print(f"{len(report.unchanged)} state id(s) unchanged since their last snapshot")
+    with _context() as ctx, _progress("backing up state", hidden=as_json) as advance:
+        report = uc.backup(ctx, state_id or None, pattern, label, advance)
+    if as_json:
+        print_json({"taken": [_snapshot_dict(s) for s in report.taken], "unchanged": report.unchanged})
+        return
+    if report.taken:
+        _print_snapshots(report.taken, f"{len(report.taken)} snapshot(s) taken")
+    else:
+        console.print("no new snapshots")
+    if report.unchanged:
+        console.print(f"{len(report.unchanged)} state id(s) unchanged since their last snapshot")
 
 
 @app.command("list")
@@ -252,8 +251,8 @@ def export_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write live states to a versioned JSON file with checksums."""
-    with _context() as ctx:
-        report = uc.export(ctx, path, state_id or None, pattern)
+    with _context() as ctx, _progress("reading state", hidden=as_json) as advance:
+        report = uc.export(ctx, path, state_id or None, pattern, advance)
     if as_json:
         print_json({"path": str(report.path), "state_ids": report.state_ids})
     else:
@@ -276,7 +275,11 @@ def import_command(
                 for state_id, diffs in preview.changes.items():
                     _print_diff(diffs, state_id)
             _confirm(f"write {len(preview.changes)} state(s) from {path}?", yes, as_json)
-        report = preview if dry_run else uc.import_(ctx, path, force=force)
+        if dry_run:
+            report = preview
+        else:
+            with _progress("writing state", hidden=as_json) as advance:
+                report = uc.import_(ctx, path, force=force, progress=advance)
     if as_json:
         print_json(
             {
@@ -300,11 +303,8 @@ def copy_command(
     shown = uc.masked_uri(to_backend)  # never echo an s3://KEY:SECRET@... URI
     with _context() as ctx:
         _confirm(f"copy states matching {pattern!r} to {shown} (overwriting them there)?", yes, as_json)
-        with Progress(console=console, transient=True, disable=as_json) as progress:
-            task = progress.add_task("copying state", total=None)
-            copied = uc.copy(
-                ctx, pattern, to_backend, lambda d, t: progress.update(task, completed=d, total=t)
-            )
+        with _progress("copying state", hidden=as_json) as advance:
+            copied = uc.copy(ctx, pattern, to_backend, advance)
     if as_json:
         print_json({"copied": copied, "to": shown})
     else:
