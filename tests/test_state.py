@@ -1095,17 +1095,36 @@ def _counts(execution: Any) -> dict[str, int]:
     return {stream: result.records for stream, result in execution.results.items()}
 
 
+def _run_snapshots(b: Backend, execution: PipelineExecution) -> dict[SnapshotReason, SingerState]:
+    """The snapshots an execution took (pre-run, post-run), by reason."""
+    return {
+        s.reason: s.state
+        for s in state_api.list_snapshots(FILES_PIPELINE, settings=b.settings)
+        if s.execution_id == execution.id
+    }
+
+
+def _state(payload: Any) -> SingerState:
+    assert payload is not None
+    return SingerState.from_payload(payload)
+
+
 @pytest.mark.slow
 @only("systemdb-sqlite")
 def test_restored_backup_replays_exactly_the_same_records(state_backend):
     b = state_backend
     [first] = run(b.ctx, "shop-to-files", RunOptions())
     assert first.status is ExecutionStatus.SUCCEEDED
+    # No state before the first run: nothing to snapshot before it, its new state after it.
+    assert first.state_before is None
+    assert _run_snapshots(b, first) == {SnapshotReason.POST_RUN: _state(first.state_after)}
     report = state_api.backup([FILES_PIPELINE], settings=b.settings)
     # The post-run snapshot already holds this state: the backup finds it unchanged.
-    assert [s.state_id for s in report.taken] + report.unchanged == [FILES_PIPELINE]
+    assert report.taken == []
+    assert report.unchanged == [FILES_PIPELINE]
     backup = state_api.latest(FILES_PIPELINE, settings=b.settings)
     assert backup is not None
+    assert (backup.reason, backup.execution_id) == (SnapshotReason.POST_RUN, first.id)
     assert backup.state.payload() == first.state_after
 
     dir_a, dir_b = b.tmp / "out-a", b.tmp / "out-b"
@@ -1115,6 +1134,9 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
     )
     assert second.status is ExecutionStatus.SUCCEEDED
     assert second.results["orders"].records > 0
+    # Its state before is the first run's post-run snapshot (no duplicate); its new state is kept.
+    assert second.state_before == first.state_after
+    assert _run_snapshots(b, second) == {SnapshotReason.POST_RUN: _state(second.state_after)}
 
     restored = state_api.restore(backup.id, settings=b.settings)
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: backup.state}
@@ -1125,6 +1147,11 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
     )
     assert third.status is ExecutionStatus.SUCCEEDED
     assert third.state_before == first.state_after
+    # The restore changed the state since the newest snapshot: both sides of this run are kept.
+    assert _run_snapshots(b, third) == {
+        SnapshotReason.PRE_RUN: _state(first.state_after),
+        SnapshotReason.POST_RUN: _state(third.state_after),
+    }
     assert _counts(third) == _counts(second)
     for stream in ("orders", "customers"):
         assert _records(dir_b, stream) == _records(dir_a, stream), stream
@@ -1145,16 +1172,28 @@ def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
     assert wiped.status is ExecutionStatus.SUCCEEDED
     assert any("state regression" in w for w in wiped.warnings), wiped.warnings
     live = b.live(FILES_PIPELINE)[FILES_PIPELINE]
-    assert live is None or live.is_empty
+    assert live is not None
+    assert live.is_empty
+    # The wiped state is kept as the run's post-run snapshot; its state before is the first run's.
+    assert wiped.state_before == first.state_after
+    assert _run_snapshots(b, wiped) == {SnapshotReason.POST_RUN: live}
 
     result = state_api.restore_previous(FILES_PIPELINE, settings=b.settings)
     assert result.snapshot.state == good
+    assert (result.snapshot.reason, result.snapshot.execution_id) == (SnapshotReason.POST_RUN, first.id)
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: good}
 
     orders_before = meltano_sandbox.lines("orders")
     [third] = run(b.ctx, FILES_PIPELINE, RunOptions())
     assert third.status is ExecutionStatus.SUCCEEDED
     assert third.state_before == first.state_after
+    # The restore changed the state since the newest snapshot: the run kept it as its pre-run one.
+    # (Its post-run snapshot only if its new state differs: no duplicate of the pre-run one.)
+    after = _state(third.state_after)
+    expected = {SnapshotReason.PRE_RUN: good}
+    if after != good:
+        expected[SnapshotReason.POST_RUN] = after
+    assert _run_snapshots(b, third) == expected
     assert third.results["orders"].records == 0
     assert meltano_sandbox.lines("orders") == orders_before
 
