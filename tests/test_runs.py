@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from flx_meltano.application.run import (
     run,
 )
 from flx_meltano.domain.errors import ExecutionAlreadyRunning
+from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.integration.errors import LaunchError, StateAccessError
 from flx_meltano.integration.launcher import MeltanoRun
@@ -154,6 +156,28 @@ def test_an_interrupt_in_the_observer_cancels_at_once_not_when_the_generator_is_
     assert processes_with(marker) == []
     [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
     assert execution.status is ExecutionStatus.CANCELLED
+
+
+def test_history_of_executions_started_at_the_same_instant_is_ordered_by_id_too(store_url):
+    ctx = AppContext(settings=Settings(database_url=store_url, project_dir=REPO, environment="dev"))
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(8)]
+    with ctx.unit_of_work() as uow:
+        for execution_id in ids:  # inserted in ascending id order, so storage order is not the answer
+            execution = PipelineExecution.start(execution_id, FILES_PIPELINE, at=at, streams=("orders",))
+            execution.record_stream(StreamResult("orders", 1, StreamStatus.SUCCEEDED), at=at)
+            execution.succeed(at=at)
+            uow.executions.save(execution)
+        uow.commit()
+    newest_first = ids[::-1]
+    assert [e.id for e in queries.execution_history(ctx)] == newest_first
+    assert [e.id for e in queries.execution_history(ctx, pipeline=FILES_PIPELINE, limit=5)] == newest_first[
+        :5
+    ]
+    assert [e.id for e in queries.execution_history(ctx, status="SUCCEEDED", limit=3)] == newest_first[:3]
+    assert [m.execution_id for m in queries.stream_metrics(ctx, FILES_PIPELINE, "orders")] == newest_first
+    with ctx.unit_of_work() as uow:
+        assert uow.executions.last_by_pipeline()[FILES_PIPELINE].id == newest_first[0]
 
 
 def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, default_store_url):

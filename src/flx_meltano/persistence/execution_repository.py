@@ -30,6 +30,10 @@ def upsert(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...] = ()) -
 
 
 UPSERT_EXECUTION = upsert(executions, ("id",))
+# Newest first; executions started at the same instant come back in a stable order (id, descending).
+# The started_at indexes still serve it: PostgreSQL walks one in order and only sorts each group of
+# equal started_at by id (an incremental sort), so no index on (..., started_at, id) is needed.
+NEWEST_FIRST = (executions.c.started_at.desc(), executions.c.id.desc())
 UPSERT_STREAM_RESULT = upsert(stream_results, ("execution_id", "stream"))
 
 
@@ -169,7 +173,7 @@ class ExecutionRepository:
 
     def history(self, query: ExecutionFilter) -> list[PipelineExecution]:
         """History, newest first, with stream results (one more indexed query for the page)."""
-        statement = sa.select(executions).order_by(executions.c.started_at.desc()).limit(query.limit)
+        statement = sa.select(executions).order_by(*NEWEST_FIRST).limit(query.limit)
         if query.pipeline_id:
             statement = statement.where(executions.c.pipeline_id == query.pipeline_id)
         if query.status:
@@ -208,7 +212,7 @@ class ExecutionRepository:
         statement = (
             sa.select(executions)
             .distinct(executions.c.pipeline_id)
-            .order_by(executions.c.pipeline_id, executions.c.started_at.desc())
+            .order_by(executions.c.pipeline_id, *NEWEST_FIRST)
         )
         return {e.pipeline_id: e for e in self._with_results(list(self.connection.execute(statement)))}
 
@@ -229,7 +233,7 @@ class ExecutionRepository:
             sa.select(executions.c.started_at, executions.c.id, executions.c.status, stream_results)
             .join(stream_results, stream_results.c.execution_id == executions.c.id)
             .where(executions.c.pipeline_id == pipeline_id)
-            .order_by(executions.c.started_at.desc(), stream_results.c.stream)
+            .order_by(*NEWEST_FIRST, stream_results.c.stream)
             .limit(limit)
         )
         if stream:
