@@ -312,10 +312,10 @@ def restore_previous(
     match = next((s for s in candidates if s.checksum == good.checksum), None)
     if match is not None:
         return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
-    pruned = StateSnapshot(
+    pruned = StateSnapshot(  # stored again now, as the flagged run's pre-run snapshot
         id=0,
         state_id=state_id,
-        taken_at=newest.started_at or _now(),
+        taken_at=_now(),
         reason=SnapshotReason.PRE_RUN,
         checksum=good.checksum,
         state=good,
