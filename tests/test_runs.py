@@ -210,6 +210,89 @@ def test_two_runs_record_exact_counts_then_only_new_records(meltano_sandbox, def
     assert [e.id for e in history] == [second.id, first.id]
     metrics = queries.stream_metrics(ctx, FILES_PIPELINE, "orders")
     assert [m.result.records for m in metrics] == [50, 100]
+    _cli_filters_executions_and_shows_metrics(meltano_sandbox, default_store_url, first, second)
+
+
+def flx(env: dict[str, str], *args: str) -> str:
+    """Run ``flx-meltano *args``; its stdout (it must succeed)."""
+    done = subprocess.run([FLX, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _cli_filters_executions_and_shows_metrics(sandbox, store_url, first, second):
+    """``executions --pipeline/--status/--limit`` and ``metrics``, over the two runs just recorded."""
+    env = {**os.environ, **sandbox.env, "FLX_DATABASE_URL": store_url, "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def ids(*args: str) -> list[str]:
+        return [row["id"] for row in json.loads(flx(env, "executions", "--json", *args))]
+
+    assert ids("--pipeline", FILES_PIPELINE) == [second.id, first.id]
+    assert ids("--pipeline", FILES_PIPELINE, "--limit", "1") == [second.id]
+    assert ids("-p", "dev:tap-shopsim-to-target-postgres") == []
+    assert ids("--status", "succeeded") == [second.id, first.id]
+    assert ids("--status", "FAILED") == []
+    [row] = json.loads(flx(env, "executions", "--json", "-n", "1"))
+    assert set(row) >= {"id", "pipeline_id", "status", "trigger", "started_at", "records", "results", "error"}
+    assert (row["pipeline_id"], row["status"], row["trigger"]) == (FILES_PIPELINE, "SUCCEEDED", "cli")
+    assert {r["stream"]: r["records"] for r in row["results"]} == {
+        s: r.records for s, r in second.results.items()
+    }
+    table = flx(env, "executions", "--pipeline", FILES_PIPELINE, "--status", "SUCCEEDED", "--limit", "1")
+    assert second.id[:8] in table
+    assert first.id[:8] not in table
+    assert f"{second.records:,}" in table
+
+    metrics = json.loads(flx(env, "metrics", FILES_PIPELINE, "--stream", "orders", "--json"))
+    assert [(m["execution_id"], m["execution_status"]) for m in metrics] == [
+        (second.id, "SUCCEEDED"),
+        (first.id, "SUCCEEDED"),
+    ]
+    assert [m["result"]["records"] for m in metrics] == [50, 100]
+    assert set(metrics[0]["result"]) == {"stream", "records", "status", "duration", "bookmark", "finished_at"}
+    assert metrics[0]["result"]["bookmark"]["replication_key_value"].startswith("2024-01-02T12:00:00")
+    table = flx(env, "metrics", FILES_PIPELINE)
+    assert f"{FILES_PIPELINE} streams over time" in table
+    rows = [line for line in table.splitlines() if second.id[:8] in line]
+    assert {row.split("│")[3].strip() for row in rows} == {"customers", "products", "orders", "order_items"}
+    assert len([line for line in table.splitlines() if first.id[:8] in line]) == 4
+
+
+def test_cli_lists_the_projects_plugins_as_a_table_and_json():
+    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
+    plugins = {p["name"]: p for p in json.loads(flx(env, "plugins", "--json"))}
+    assert {"tap-shopsim", "target-jsonlines", "target-postgres"} <= set(plugins)
+    assert plugins["tap-shopsim"] == {
+        "name": "tap-shopsim",
+        "type": "extractor",
+        "namespace": "tap_shopsim",
+        "pip_url": "-e ./taps/tap-shopsim",
+        "executable": "tap-shopsim",
+        "capabilities": ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"],
+    }
+    assert plugins["target-jsonlines"]["type"] == "loader"
+    table = flx(env, "plugins")
+    [row] = [line for line in table.splitlines() if "│ tap-shopsim " in line]
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["tap-shopsim", "extractor", "tap_shopsim"]
+
+
+def test_cli_catalog_refresh_discovers_and_caches_the_streams(meltano_sandbox):
+    from flx_meltano.integration import catalog
+
+    cache = catalog.cache_path(REPO, "tap-shopsim")
+    saved = cache.read_text() if cache.exists() else None
+    env = {**os.environ, **meltano_sandbox.env, "COLUMNS": "200", "NO_COLOR": "1"}
+    try:
+        table = flx(env, "catalog", "refresh", "tap-shopsim")
+        [row] = [line for line in table.splitlines() if "tap-shopsim" in line]
+        streams = {"customers", "products", "orders", "order_items"}
+        assert set(row.split("│")[2].strip().split(", ")) == streams
+        assert set(catalog.discovered_streams(REPO, "tap-shopsim") or ()) == streams
+    finally:
+        if saved is None:
+            cache.unlink(missing_ok=True)
+        else:
+            cache.write_text(saved)
 
 
 def test_failing_tap_is_recorded_failed_with_the_state_it_reached(meltano_sandbox, default_store_url):
