@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from flx_meltano.application.secrets import Redactor
 from flx_meltano.domain.project import ProjectModel
 from flx_meltano.integration.project_reader import read_project
 from flx_meltano.integration.state_access import MeltanoStateStore
@@ -59,7 +60,10 @@ class AppContext:
     @cached_property
     def state_store(self) -> MeltanoStateStore:
         """Singer state through the project's configured Meltano state backend."""
-        return MeltanoStateStore(self.settings.project_dir, self.environment, env=self.run_env)
+        env = self.run_env
+        # Backend errors can quote the backend URI (credentials included): mask them.
+        redact = Redactor.for_plugins((), env)
+        return MeltanoStateStore(self.settings.project_dir, self.environment, env=env, redact=redact)
 
     def close(self) -> None:
         """Release the state backend connection."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Generator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -96,9 +96,11 @@ def open_execution(
     ctx: AppContext, definition: PipelineDefinition, options: RunOptions
 ) -> tuple[PipelineExecution, SingerState | None]:
     """Start a RUNNING execution (guarded per state id) with a pre-run snapshot; commit it."""
-    state_before = _state(ctx, definition)
     with ctx.unit_of_work() as uow:
         pipeline = uow.pipelines.lock(aggregate(definition))
+        # Read under the pipeline's lock: a restore or import (which takes it too) cannot change
+        # the state between this read and the execution that records it.
+        state_before = _state(ctx, definition)
         execution = pipeline.start_execution(
             options.execution_id or str(uuid.uuid4()),
             at=_now(),
@@ -167,22 +169,30 @@ def execute_pipeline(
     then goes on unchanged.
     """
     options = options or RunOptions()
+    if options.execution_id is None:
+        options = replace(options, execution_id=str(uuid.uuid4()))
     env = {**ctx.run_env, **options.env}
     redact = Redactor.for_plugins((definition.extractor, *definition.mappers, definition.loader), env)
-    execution, state_before = open_execution(ctx, definition, options)
-    run: MeltanoRun | None = None
+    # meltano spends its first seconds importing itself: it does so behind the launch gate while
+    # the execution is opened and the state snapshotted, and runs only from run.start() on.
+    run = MeltanoRun(_run_request(ctx, definition, options, env)).spawn()
+    try:
+        execution, state_before = open_execution(ctx, definition, options)
+    except BaseException:
+        run.abort()
+        raise
     tracker: ExecutionTracker | None = None
     waits: list[str] = []
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
         yield ExecutionUpdate(execution)
-        run = MeltanoRun(_run_request(ctx, definition, execution, options, env))
         tracker = ExecutionTracker(
             extractor=definition.extractor.name,
             loader=definition.loader.name,
             mappers=tuple(m.name for m in definition.mappers),
             read_state=lambda: _state(ctx, definition),
             expected_streams=execution.streams,
+            state_before=state_before or SingerState.empty(),
         )
         with ctx.unit_of_work() as uow:
             events = run.start(on_wait=waits.append).events()
@@ -216,15 +226,13 @@ def execute_pipeline(
     except Exception as exc:
         # flx itself failed (meltano could not start; the state backend or the store failed):
         # that is a failure of the execution, not a cancellation.
-        if run is not None:
-            run.cancel()
+        run.cancel()
         _close_after_exception(ctx, definition, execution, tracker, state_before, options, redact, exc)
         raise
     except BaseException as exc:
         # Only interrupts get here (KeyboardInterrupt, also from the CLI's SIGTERM handler;
         # GeneratorExit when the consumer closes us; SystemExit; Dagster's interrupt error).
-        if run is not None:
-            run.cancel()
+        run.cancel()
         _close_after_exception(
             ctx, definition, execution, tracker, state_before, options, redact, exc, cancelled=True
         )
@@ -233,20 +241,17 @@ def execute_pipeline(
 
 
 def _run_request(
-    ctx: AppContext,
-    definition: PipelineDefinition,
-    execution: PipelineExecution,
-    options: RunOptions,
-    env: dict[str, str],
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions, env: dict[str, str]
 ) -> RunRequest:
-    """The ``meltano run`` of one execution of ``definition``."""
+    """The ``meltano run`` of one execution of ``definition`` (``options.execution_id``)."""
+    assert options.execution_id is not None
     return RunRequest(
         project_dir=ctx.settings.project_dir,
         environment=definition.state_id.environment,
         blocks=(definition.extractor.name, *(m.name for m in definition.mappers), definition.loader.name),
-        run_id=execution.id,
+        run_id=options.execution_id,
         meltano_executable=ctx.settings.meltano_executable,
-        select={definition.extractor.name: execution.streams} if options.streams is not None else {},
+        select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
         full_refresh=options.full_refresh,
         state_strategy=options.state_strategy,
         # flx already guarantees one execution per state id; Meltano's own stale-job check

@@ -148,10 +148,15 @@ class MeltanoRun:
 
         Where meltano is not a Python console script nothing is started until ``start``.
         """
-        argv = gated_argv(self.request.argv())
-        if argv is not None and self._process is None:
-            self._process = self._popen(argv, gated=True)
-            self._gate = self._process.stdin
+        if self._process is not None:
+            return self
+        try:
+            argv = gated_argv(self.request.argv())
+            if argv is not None:
+                self._process = self._popen(argv, gated=True)
+                self._gate = self._process.stdin
+        except LaunchError:
+            pass  # start() meets the same error, where the caller records it
         return self
 
     def start(self, on_wait: Callable[[str], None] | None = None) -> MeltanoRun:
