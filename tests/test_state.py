@@ -582,7 +582,7 @@ def test_a_run_cannot_open_its_execution_while_a_restore_writes(state_backend, m
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
     # The run read its state under the same lock, after the restore wrote it.
     assert execution.state_before == OLD.payload()
-    kind, payload = [event for event in b.events(FILES_PIPELINE) if event[0] == "StateRestored"][-1]
+    _, payload = [event for event in b.events(FILES_PIPELINE) if event[0] == "StateRestored"][-1]
     assert (payload["snapshot_id"], payload["pre_restore_snapshot_id"]) == (
         snapshot.id,
         restored.pre_restore_snapshot_id,
