@@ -63,6 +63,10 @@ def temporary_environ(overrides: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# Meltano's system database tables that state access uses (job rows, systemdb state).
+_MELTANO_TABLES = frozenset({"alembic_version", "runs", "state"})
+
+
 class MeltanoStateStore:
     """The Singer state of one Meltano project, through whatever backend it configures.
 
@@ -105,7 +109,6 @@ class MeltanoStateStore:
         if self._service is None:
             _route_meltano_logs_to_stdlib()
             from meltano.core.db import project_engine
-            from meltano.core.migration_service import MigrationService
             from meltano.core.project import Project
             from meltano.core.state_service import StateService
 
@@ -116,8 +119,15 @@ class MeltanoStateStore:
                 # Meltano records a job row in its system database for every state write, whatever
                 # the state backend, so a session is needed even for file://, s3:// and friends.
                 engine, session_maker = project_engine(project)
-                # A project that never ran meltano has no system database yet.
-                MigrationService(engine).upgrade(silent=True)
+                # A project that never ran meltano has no system database yet. Checking for its
+                # tables is cheap; Meltano's migration check loads every Alembic script (~0.4 s,
+                # on the path of every run), and meltano itself upgrades an older schema.
+                with engine.connect() as connection:
+                    tables = set(engine.dialect.get_table_names(connection))
+                if not tables >= _MELTANO_TABLES:
+                    from meltano.core.migration_service import MigrationService
+
+                    MigrationService(engine).upgrade(silent=True)
                 self._service = StateService(project, session=session_maker())
                 self._service.state_store_manager  # noqa: B018 - resolve the backend now, with the env applied
         return self._service
