@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
@@ -13,8 +15,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True, soft_wrap=True)
+# Piped output (logs, CI, ``| less``) has no terminal width: rich would squeeze tables into 80
+# columns and cut pipeline and execution ids. Give it room; a terminal or COLUMNS keeps its own.
+_PIPED_WIDTH = 200
+
+
+def _width(stream: Any) -> int | None:
+    return None if "COLUMNS" in os.environ or stream.isatty() else _PIPED_WIDTH
+
+
+console = Console(soft_wrap=True, width=_width(sys.stdout))
+error_console = Console(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 
 
 def _default(value: Any) -> Any:
