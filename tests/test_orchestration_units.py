@@ -12,7 +12,12 @@ from flx_meltano.domain.project import PipelineDefinition, Schedule
 from flx_meltano.orchestration.assets import pool_for, retry_policy_for
 from flx_meltano.orchestration.definitions import freshness_of
 from flx_meltano.orchestration.schedules import build_schedules
-from flx_meltano.orchestration.translator import dagster_name, tag_value
+from flx_meltano.orchestration.translator import (
+    DagsterMeltanoTranslator,
+    MeltanoStream,
+    dagster_name,
+    tag_value,
+)
 
 
 def _pipeline(extractor_extras=None, loader_extras=None) -> PipelineDefinition:
@@ -93,3 +98,20 @@ def test_repeated_log_lines_reach_dagster_once_with_a_count():
         "[meltano] done",
     ]
     assert FakeContext.log.lines[2][0] == 30  # WARNING keeps its level
+
+
+def test_the_loader_kind_is_what_follows_target_in_its_name():
+    translator = DagsterMeltanoTranslator()
+    for loader, kind in [
+        ("target-postgres", "postgres"),
+        ("pipelinewise-target-snowflake", "snowflake"),
+        ("target-bigquery-batch", "bigquery"),
+        ("loader-without-prefix", "loader"),
+    ]:
+        pipeline = _pipeline()
+        renamed = PipelineDefinition(
+            state_id=StateId("dev", pipeline.extractor.name, loader),
+            extractor=pipeline.extractor,
+            loader=Plugin(loader, PluginType.LOADER),
+        )
+        assert translator.get_kinds(MeltanoStream(renamed, "orders")) == {"meltano", "singer", kind}

@@ -79,8 +79,9 @@ class DagsterMeltanoTranslator:
         return dagster_name(f"{stream.pipeline.extractor.name}_to_{stream.pipeline.loader.name}")
 
     def get_kinds(self, stream: MeltanoStream) -> set[str]:
-        """``meltano``, ``singer`` and the loader's kind (``postgres`` for target-postgres)."""
-        loader_kind = stream.pipeline.loader.name.removeprefix("target-").split("-")[0]
+        """``meltano``, ``singer`` and the loader's kind (``postgres`` for target-postgres,
+        ``snowflake`` for pipelinewise-target-snowflake)."""
+        loader_kind = stream.pipeline.loader.name.rsplit("target-", 1)[-1].split("-")[0]
         return {"meltano", "singer", loader_kind}
 
     def get_description(self, stream: MeltanoStream) -> str:
