@@ -181,12 +181,12 @@ def execute_pipeline(
     except BaseException:
         run.abort()
         raise
-    tracker: ExecutionTracker | None = None
+    opened = _OpenRun(ctx, definition, execution, state_before, options, redact)
     waits: list[str] = []
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
         yield ExecutionUpdate(execution)
-        tracker = ExecutionTracker(
+        tracker = opened.tracker = ExecutionTracker(
             extractor=definition.extractor.name,
             loader=definition.loader.name,
             mappers=tuple(m.name for m in definition.mappers),
@@ -212,13 +212,7 @@ def execute_pipeline(
                         uow.commit()
                         yield StreamUpdate(execution, note.result)
         _close(
-            ctx,
-            definition,
-            execution,
-            tracker,
-            state_before,
-            options,
-            redact,
+            opened,
             cancelled=run.cancelled and not run.timed_out,
             timed_out=run.timed_out,
             exit_code=run.returncode,
@@ -227,15 +221,13 @@ def execute_pipeline(
         # flx itself failed (meltano could not start; the state backend or the store failed):
         # that is a failure of the execution, not a cancellation.
         run.cancel()
-        _close_after_exception(ctx, definition, execution, tracker, state_before, options, redact, exc)
+        _close_after_exception(opened, exc)
         raise
     except BaseException as exc:
         # Only interrupts get here (KeyboardInterrupt, also from the CLI's SIGTERM handler;
         # GeneratorExit when the consumer closes us; SystemExit; Dagster's interrupt error).
         run.cancel()
-        _close_after_exception(
-            ctx, definition, execution, tracker, state_before, options, redact, exc, cancelled=True
-        )
+        _close_after_exception(opened, exc, cancelled=True)
         raise
     yield ExecutionUpdate(execution)
 
@@ -295,14 +287,21 @@ def run_pipeline(
     return execution
 
 
+@dataclass
+class _OpenRun:
+    """What closing an execution needs: the run as opened, and its tracker once there is one."""
+
+    ctx: AppContext
+    definition: PipelineDefinition
+    execution: PipelineExecution
+    state_before: SingerState | None
+    options: RunOptions
+    redact: Redactor
+    tracker: ExecutionTracker | None = None
+
+
 def _close(
-    ctx: AppContext,
-    definition: PipelineDefinition,
-    execution: PipelineExecution,
-    tracker: ExecutionTracker | None,
-    state_before: SingerState | None,
-    options: RunOptions,
-    redact: Redactor,
+    opened: _OpenRun,
     *,
     cancelled: bool,
     timed_out: bool = False,
@@ -313,10 +312,12 @@ def _close(
 
     ``error``: flx itself failed (not meltano); the execution is FAILED with that (redacted) text.
     """
+    ctx, definition, execution, tracker = opened.ctx, opened.definition, opened.execution, opened.tracker
+    options, redact = opened.options, opened.redact
     state_after = _state(ctx, definition)
     outcome = tracker.outcome if tracker else None
     succeeded = outcome is not None and outcome.success and not cancelled and not timed_out and not error
-    warnings = regression_warnings(state_before, state_after, full_refresh=options.full_refresh)
+    warnings = regression_warnings(opened.state_before, state_after, full_refresh=options.full_refresh)
     now = _now()
     with ctx.unit_of_work() as uow:
         if not succeeded and tracker is not None:
@@ -367,18 +368,7 @@ def describe(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
-def _close_after_exception(
-    ctx: AppContext,
-    definition: PipelineDefinition,
-    execution: PipelineExecution,
-    tracker: ExecutionTracker | None,
-    state_before: SingerState | None,
-    options: RunOptions,
-    redact: Redactor,
-    exc: BaseException,
-    *,
-    cancelled: bool = False,
-) -> None:
+def _close_after_exception(opened: _OpenRun, exc: BaseException, *, cancelled: bool = False) -> None:
     """Close the execution after ``exc``; never raises, so ``exc`` is what the caller sees.
 
     The full close (state, stream results, snapshot) is tried first. If that fails too (the
@@ -386,26 +376,17 @@ def _close_after_exception(
     both errors; if even that is impossible, the second error is noted on ``exc`` and the
     crash reconciler closes the execution once this runner is gone.
     """
+    ctx, execution, redact = opened.ctx, opened.execution, opened.redact
     error = None if cancelled else redact(describe(exc))
     try:
         if execution.status.is_active:
-            _close(
-                ctx,
-                definition,
-                execution,
-                tracker,
-                state_before,
-                options,
-                redact,
-                cancelled=cancelled,
-                error=error,
-            )
+            _close(opened, cancelled=cancelled, error=error)
             return
     except Exception as close_exc:  # reported on exc and in the stored error
         second = redact(describe(close_exc))
     else:
         second = "the execution was already closed in memory but not stored"
-    exc.add_note(f"while recording execution {execution.id} of {definition.id}: {second}")
+    exc.add_note(f"while recording execution {execution.id} of {opened.definition.id}: {second}")
     try:
         with ctx.unit_of_work() as uow:
             stored = uow.executions.get(execution.id, for_update=True)
