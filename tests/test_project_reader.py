@@ -902,17 +902,9 @@ def test_schedule_naming_an_unknown_job(tmp_path: Path) -> None:
     assert "schedule 's' names unknown job 'imaginary'" in str(err)
 
 
-@pytest.mark.parametrize(
-    "interval",
-    [
-        "0 0 * *",  # four fields
-        "0 0 * * * *",  # six fields
-        "@fortnightly",  # not one of Meltano's aliases (meltano.core.schedule.CRON_INTERVALS)
-        "61 * * * *",  # minute out of range (meltano.core.schedule.is_valid_cron rejects it)
-    ],
-)
-def test_schedule_with_a_bad_cron(tmp_path: Path, interval: str) -> None:
-    text = jobs_yaml(
+def one_schedule_yaml(interval: str) -> str:
+    """A project with one job and one schedule of it at ``interval``."""
+    return jobs_yaml(
         f"""\
         jobs:
         - name: real
@@ -924,6 +916,19 @@ def test_schedule_with_a_bad_cron(tmp_path: Path, interval: str) -> None:
           job: real
         """
     )
+
+
+@pytest.mark.parametrize(
+    "interval",
+    [
+        "0 0 * *",  # four fields
+        "0 0 * * * *",  # six fields
+        "@fortnightly",  # not one of Meltano's aliases (meltano.core.schedule.CRON_INTERVALS)
+        "61 * * * *",  # minute out of range (meltano.core.schedule.is_valid_cron rejects it)
+    ],
+)
+def test_schedule_with_a_bad_cron(tmp_path: Path, interval: str) -> None:
+    text = one_schedule_yaml(interval)
     err = read_error(tmp_path, text)
     assert (err.file, err.line) == ("meltano.yml", line_of(text, "interval:"))
     assert "schedule 's'" in str(err)
@@ -1051,18 +1056,7 @@ def test_empty_environment_plugin_overrides_are_no_overrides(tmp_path: Path) -> 
     ],
 )
 def test_schedule_interval_aliases(tmp_path: Path, interval: str, cron: str | None) -> None:
-    text = jobs_yaml(
-        f"""\
-        jobs:
-        - name: real
-          tasks:
-          - tap-a target-b
-        schedules:
-        - name: s
-          interval: "{interval}"
-          job: real
-        """
-    )
+    text = one_schedule_yaml(interval)
     (schedule,) = read(tmp_path, text).schedules
     assert schedule.interval == interval
     assert schedule.cron == cron
