@@ -115,3 +115,39 @@ def test_the_loader_kind_is_what_follows_target_in_its_name():
             loader=Plugin(loader, PluginType.LOADER),
         )
         assert translator.get_kinds(MeltanoStream(renamed, "orders")) == {"meltano", "singer", kind}
+
+
+def test_sql_streams_are_keyed_by_the_table_the_loader_writes():
+    from flx_meltano.domain.destinations import StreamDestination
+
+    pipeline = PipelineDefinition(
+        StateId("dev", "tap-postgres", "target-postgres"),
+        Plugin("tap-postgres", PluginType.EXTRACTOR, namespace="tap_postgres"),
+        Plugin("target-postgres", PluginType.LOADER, namespace="target_postgres"),
+        streams=("public-events",),
+        mappings=("hide-kind",),
+        destinations={"public-events": StreamDestination("events", "raw")},
+    )
+    spec = DagsterMeltanoTranslator().get_asset_spec(MeltanoStream(pipeline, "public-events"))
+    assert spec.key.path == ["raw", "events"]
+    assert spec.metadata["dagster/table_name"] == "raw.events"
+    assert spec.metadata["meltano/mappings"] == "hide-kind"
+    assert spec.metadata["meltano/stream"] == "public-events"
+
+
+def test_file_streams_name_their_file_and_key_prefix_still_wins():
+    from flx_meltano.domain.destinations import StreamDestination
+
+    prefixed = {"meta": {"dagster": {"key_prefix": ["files"]}}}
+    pipeline = PipelineDefinition(
+        StateId("dev", "tap-a", "target-jsonl"),
+        Plugin("tap-a", PluginType.EXTRACTOR, namespace="tap_a"),
+        Plugin("target-jsonl", PluginType.LOADER, namespace="target_jsonl", extras=prefixed),
+        streams=("s",),
+        destinations={"s": StreamDestination(path="/out/s.jsonl")},
+    )
+    spec = DagsterMeltanoTranslator().get_asset_spec(MeltanoStream(pipeline, "s"))
+    assert spec.key.path == ["files", "s"]
+    assert spec.metadata["meltano/path"] == "/out/s.jsonl"
+    assert "dagster/table_name" not in spec.metadata
+    assert "meltano/mappings" not in spec.metadata

@@ -9,6 +9,7 @@ from typing import Any
 
 from dagster import AssetKey, AssetSpec
 
+from flx_meltano.domain.destinations import UNKNOWN_DESTINATION, StreamDestination
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import PipelineDefinition
 
@@ -41,8 +42,16 @@ class MeltanoStream:
     name: str
 
     @property
+    def destination(self) -> StreamDestination:
+        """Where the loader puts the stream (a table, a file, or unknown)."""
+        return self.pipeline.destinations.get(self.name, UNKNOWN_DESTINATION)
+
+    @property
     def load_schema(self) -> str:
-        """Where the loader puts the stream: its target schema, else Meltano's load_schema."""
+        """The schema the loader puts the stream in, else its target schema, else Meltano's
+        load_schema."""
+        if self.destination.schema:
+            return self.destination.schema
         schema = self.pipeline.loader.config.get("default_target_schema")
         if isinstance(schema, str) and schema and not schema.startswith("$"):
             return schema
@@ -56,8 +65,9 @@ class MeltanoStream:
 class DagsterMeltanoTranslator:
     """Maps Meltano streams to Dagster asset specs. Subclass and override ``get_asset_spec``.
 
-    Defaults: key ``[<load schema>, <stream>]`` (so a dbt source on that schema lines up) unless
-    ``meta.dagster.key_prefix`` is set on the loader or extractor; group per pipeline; kinds
+    Defaults: key ``[<schema>, <table>]`` where the loader writes the stream to a table whose
+    naming flx knows (so a dbt source on that table lines up), else ``[<load schema>, <stream>]``,
+    unless ``meta.dagster.key_prefix`` is set on the loader or extractor; group per pipeline; kinds
     ``meltano``, ``singer`` and the loader; tags for extractor, loader, environment and state id;
     owners and metadata from ``meta.dagster``.
     """
@@ -69,6 +79,9 @@ class DagsterMeltanoTranslator:
             prefix = [prefix]
         if isinstance(prefix, Sequence) and prefix:
             return AssetKey([*map(str, prefix), stream.name])
+        destination = stream.destination
+        if destination.table and destination.schema:
+            return AssetKey([destination.schema, destination.table])
         return AssetKey([stream.load_schema, stream.name])
 
     def get_group_name(self, stream: MeltanoStream) -> str:
@@ -103,7 +116,8 @@ class DagsterMeltanoTranslator:
         }
 
     def get_metadata(self, stream: MeltanoStream) -> dict[str, Any]:
-        """Definition metadata: state id, stream, table name where the loader has a schema."""
+        """Definition metadata: state id, stream, plugins, mappings, and the table or file the
+        loader writes."""
         p = stream.pipeline
         metadata: dict[str, Any] = {
             "meltano/state_id": p.id,
@@ -111,7 +125,14 @@ class DagsterMeltanoTranslator:
             "meltano/extractor": p.extractor.name,
             "meltano/loader": p.loader.name,
         }
-        if p.loader.config.get("default_target_schema"):
+        if p.mappings:
+            metadata["meltano/mappings"] = ", ".join(p.mappings)
+        destination = stream.destination
+        if destination.qualified_table:
+            metadata["dagster/table_name"] = destination.qualified_table
+        elif destination.path:
+            metadata["meltano/path"] = destination.path
+        elif p.loader.config.get("default_target_schema"):
             metadata["dagster/table_name"] = f"{stream.load_schema}.{stream.name}"
         extra = stream.meta().get("metadata")
         if isinstance(extra, Mapping):
