@@ -93,7 +93,6 @@ def test_state_id_parse_and_format_round_trip(text, environment, extractor, load
     assert parsed == StateId(environment, extractor, loader, suffix)
     assert str(parsed) == text
     assert StateId.parse(str(parsed)) == parsed
-    assert StateId.for_pipeline(environment, extractor, loader, suffix) == parsed
 
 
 def test_state_id_parse_strips_surrounding_whitespace():

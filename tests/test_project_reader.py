@@ -398,6 +398,93 @@ def test_mapping_names_are_mappers_between_extractor_and_loader(tmp_path: Path) 
     assert project.plugin("meltano-map-transformer").type is PluginType.MAPPER
 
 
+def test_a_task_naming_the_mapper_plugin_instead_of_a_mapping_is_refused(tmp_path: Path) -> None:
+    text = jobs_yaml("jobs:\n- name: j\n  tasks:\n  - tap-a meltano-map-transformer target-b\n")
+    err = read_error(tmp_path, text)
+    assert err.line == line_of(text, "- tap-a meltano-map-transformer target-b")
+    assert "mapper plugin 'meltano-map-transformer'" in str(err)
+    assert "mapping-a, mapping-b" in str(err)
+
+
+def test_two_chains_of_one_extractor_and_loader_are_refused_naming_both_jobs(tmp_path: Path) -> None:
+    text = jobs_yaml(
+        """\
+        jobs:
+        - name: plain
+          tasks:
+          - tap-a target-b
+        - name: masked
+          tasks:
+          - tap-a mapping-a target-b
+        """
+    )
+    err = read_error(tmp_path, text)
+    message = str(err)
+    assert "job 'plain' (tap-a target-b)" in message
+    assert "job 'masked' (tap-a mapping-a target-b)" in message
+    assert "dev:tap-a-to-target-b" in message
+    assert "inherit_from: target-b" in message
+    assert err.line == line_of(text, "- name: masked")
+
+
+def test_one_chain_used_by_two_jobs_and_a_schedule_is_fine(tmp_path: Path) -> None:
+    project = read(
+        tmp_path,
+        jobs_yaml(
+            """\
+            jobs:
+            - name: one
+              tasks:
+              - tap-a mapping-a target-b
+            - name: two
+              tasks:
+              - tap-a mapping-a target-b dbt:run
+            """
+        ),
+    )
+    assert project.extract_loads() == (ExtractLoad("tap-a", "target-b", ("mapping-a",)),)
+
+
+def test_a_legacy_schedule_and_a_mapped_job_on_one_pair_are_refused(tmp_path: Path) -> None:
+    text = jobs_yaml(
+        """\
+        jobs:
+        - name: masked
+          tasks:
+          - tap-a mapping-a target-b
+        schedules:
+        - name: nightly
+          interval: "@daily"
+          extractor: tap-a
+          loader: target-b
+        """
+    )
+    assert "schedule 'nightly' (tap-a target-b)" in str(read_error(tmp_path, text))
+
+
+def test_select_rule_sources_point_at_each_rule_and_environment_overrides(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "    executable: tap-a\n", "    executable: tap-a\n    select:\n    - a.*\n    - '!b.*'\n", 1
+    ) + textwrap.dedent(
+        """\
+        jobs:
+        - name: j
+          tasks:
+          - tap-a target-b
+        """
+    )
+    prod_select = "  config:\n    plugins:\n      extractors:\n      - name: tap-a\n"
+    prod_select += "        select:\n        - c.*\n"
+    text = text.replace("- name: prod\n", "- name: prod\n" + prod_select, 1)
+    project = read(tmp_path, text)
+    assert project.select_rule_source("tap-a", 0) == Source("meltano.yml", line_of(text, "- a.*"))
+    assert project.select_rule_source("tap-a", 1) == Source("meltano.yml", line_of(text, "- '!b.*'"))
+    assert project.select_rule_source("tap-a", 2) is None
+    prod = read(tmp_path, text, "prod")
+    assert prod.plugin("tap-a").select == ("c.*",)
+    assert prod.select_rule_source("tap-a", 0) == Source("meltano.yml", line_of(text, "- c.*"))
+
+
 def test_plugin_command_and_bare_plugin_blocks(tmp_path: Path) -> None:
     project = read(
         tmp_path,

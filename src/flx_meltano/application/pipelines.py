@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.plugins import PluginType
 from flx_meltano.domain.project import Command, ExtractLoad, PipelineDefinition, ProjectModel
-from flx_meltano.integration.catalog import streams_for
+from flx_meltano.integration.catalog import UnmatchedRule, known_catalog, streams_for, unmatched_rules
+from flx_meltano.integration.destinations import destination_of
 
 
 class UnknownTarget(LookupError):
@@ -18,22 +19,22 @@ def definition_for(project: ProjectModel, block: ExtractLoad, environment: str) 
     """The pipeline of one extract-load block, with the streams its select rules choose."""
     extractor = project.plugin(block.extractor, PluginType.EXTRACTOR)
     loader = project.plugin(block.loader, PluginType.LOADER)
-    mappers = tuple(
-        plugin
-        for name in block.mappers
-        for plugin in project.plugins
-        if plugin.name == name or name in plugin.mappings
-    )
+    mappers = tuple(project.mapper_of(mapping) for mapping in block.mappings)
     jobs = tuple(
-        job.name for job in project.jobs for task in job.tasks for b in task.extract_loads if b == block
+        dict.fromkeys(
+            job.name for job in project.jobs for task in job.tasks for b in task.extract_loads if b == block
+        )
     )
+    streams = streams_for(project, extractor)
     return PipelineDefinition(
         state_id=block.state_id(environment),
         extractor=extractor,
         loader=loader,
         mappers=mappers,
-        streams=streams_for(project, extractor),
+        streams=streams,
         jobs=jobs,
+        mappings=block.mappings,
+        destinations={stream: destination_of(loader, stream, project.root) for stream in streams},
     )
 
 
@@ -43,13 +44,23 @@ def all_pipelines(project: ProjectModel, environment: str | None = None) -> list
     return [definition_for(project, block, env) for block in project.extract_loads()]
 
 
+def unmatched_select_rules(project: ProjectModel) -> list[UnmatchedRule]:
+    """Select rules naming no stream of their extractor's known catalog (typos, renamed streams)."""
+    found: list[UnmatchedRule] = []
+    for extractor in project.plugins_of(PluginType.EXTRACTOR):
+        known = known_catalog(project.root, extractor.name) if extractor.select else None
+        if known is not None:
+            found.extend(unmatched_rules(project, extractor, known))
+    return found
+
+
 def aggregate(definition: PipelineDefinition) -> Pipeline:
     """A fresh Pipeline aggregate for a definition (the repository adds its active executions)."""
     return Pipeline(
         state_id=definition.state_id,
         extractor=definition.extractor.name,
         loader=definition.loader.name,
-        mappers=tuple(m.name for m in definition.mappers),
+        mappings=definition.mappings,
         streams=definition.streams,
     )
 
@@ -80,14 +91,21 @@ def resolve(project: ProjectModel, target: str, environment: str | None = None) 
                 else:
                     steps.append(Step(command=block))
         return steps
-    for definition in all_pipelines(project, env):
+    configured = all_pipelines(project, env)
+    for definition in configured:
         short = f"{definition.extractor.name}-to-{definition.loader.name}"
-        spaced = f"{definition.extractor.name} {definition.loader.name}"
-        if target in (definition.id, short, spaced):
+        if target in (definition.id, short, " ".join(definition.blocks)):
             return [Step(pipeline=definition)]
     parts = target.split()
-    if len(parts) == 2:
-        block = ExtractLoad(parts[0], parts[1])
+    if len(parts) >= 2:
+        block = ExtractLoad(parts[0], parts[-1], tuple(parts[1:-1]))
+        for definition in configured:
+            if (definition.extractor.name, definition.loader.name) == block.pair:
+                # One state id, another chain: it would read and write the configured chain's state.
+                raise UnknownTarget(
+                    f"{target!r} is not how meltano.yml runs {definition.id}: its chain is "
+                    f"{' '.join(definition.blocks)!r} (in {', '.join(definition.jobs) or 'a schedule'})"
+                )
         try:
             return [Step(pipeline=definition_for(project, block, env))]
         except KeyError:

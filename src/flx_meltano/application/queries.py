@@ -23,11 +23,12 @@ class PipelineStatus:
     id: str
     extractor: str
     loader: str
+    mappings: tuple[str, ...]
     streams: tuple[str, ...]
     jobs: tuple[str, ...]
     last_status: ExecutionStatus | None
     last_started_at: datetime | None
-    last_records: int | None
+    last_records: int | None  # None: never run, or a count no plugin reported
     last_execution_id: str | None
 
 
@@ -43,6 +44,7 @@ def list_pipelines(ctx: AppContext) -> list[PipelineStatus]:
                 id=definition.id,
                 extractor=definition.extractor.name,
                 loader=definition.loader.name,
+                mappings=definition.mappings,
                 streams=definition.streams,
                 jobs=definition.jobs,
                 last_status=execution.status if execution else None,

@@ -13,7 +13,7 @@ from rich.markup import escape
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.run import RunOptions, run
-from flx_meltano.cli.output import console, error_console, print_json, print_table, status_text
+from flx_meltano.cli.output import Count, console, error_console, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
 from flx_meltano.domain.errors import DomainError
 from flx_meltano.domain.execution import PipelineExecution
@@ -41,7 +41,7 @@ def _execution_rows(executions: list[PipelineExecution]) -> list[list[object]]:
             str(e.trigger),
             e.started_at,
             str(e.duration) if e.duration else "-",
-            e.records if e.results else None,
+            Count(e.records) if e.results else None,
             _first_line(e.error)[:60] or (_first_line(e.warnings[0])[:60] if e.warnings else ""),
         ]
         for e in executions
@@ -146,15 +146,16 @@ def register(app: typer.Typer) -> None:
             return
         print_table(
             "pipelines",
-            ["pipeline", "streams", "jobs", "last status", "last run", "records", "execution"],
+            ["pipeline", "mappings", "streams", "jobs", "last status", "last run", "records", "execution"],
             [
                 [
                     r.id,
+                    ", ".join(r.mappings),
                     ", ".join(r.streams),
                     ", ".join(r.jobs),
                     status_text(str(r.last_status)) if r.last_status else "never run",
                     r.last_started_at,
-                    r.last_records,
+                    Count(r.last_records) if r.last_execution_id else None,
                     (r.last_execution_id or "")[:8],
                 ]
                 for r in rows
@@ -217,7 +218,7 @@ def register(app: typer.Typer) -> None:
                 [
                     r.stream,
                     status_text(str(r.status)),
-                    r.records,
+                    Count(r.records),
                     str(r.duration) if r.duration else "-",
                     (r.bookmark or {}).get("replication_key_value", "-")
                     if isinstance(r.bookmark, dict)
@@ -248,7 +249,7 @@ def register(app: typer.Typer) -> None:
                     m.execution_id[:8],
                     m.result.stream,
                     status_text(str(m.result.status)),
-                    m.result.records,
+                    Count(m.result.records),
                     str(m.result.duration) if m.result.duration else "-",
                 ]
                 for m in rows
@@ -269,6 +270,7 @@ def register(app: typer.Typer) -> None:
                         "pip_url": p.pip_url,
                         "executable": p.executable,
                         "capabilities": list(p.capabilities),
+                        "mappings": list(p.mappings),
                     }
                     for p in rows
                 ]
@@ -276,9 +278,17 @@ def register(app: typer.Typer) -> None:
             return
         print_table(
             "plugins",
-            ["name", "type", "namespace", "pip_url", "executable", "capabilities"],
+            ["name", "type", "namespace", "pip_url", "executable", "capabilities", "mappings"],
             [
-                [p.name, p.type.singular, p.namespace, p.pip_url, p.executable, ", ".join(p.capabilities)]
+                [
+                    p.name,
+                    p.type.singular,
+                    p.namespace,
+                    p.pip_url,
+                    p.executable,
+                    ", ".join(p.capabilities),
+                    ", ".join(p.mappings),
+                ]
                 for p in rows
             ],
         )

@@ -35,13 +35,6 @@ class StateId:
             raise InvalidStateId(f"{text!r} is not a Meltano state id: empty extractor or loader")
         return cls(match["env"], extractor, loader, match["suffix"])
 
-    @classmethod
-    def for_pipeline(
-        cls, environment: str, extractor: str, loader: str, suffix: str | None = None
-    ) -> StateId:
-        """Build the state id Meltano uses for this extract-load pair."""
-        return cls(environment, extractor, loader, suffix)
-
     def __str__(self) -> str:
         base = f"{self.environment}:{self.extractor}-to-{self.loader}"
         return f"{base}:{self.suffix}" if self.suffix else base

@@ -25,7 +25,7 @@ class Pipeline:
     state_id: StateId
     extractor: str
     loader: str
-    mappers: tuple[str, ...] = ()
+    mappings: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()
     active: list[PipelineExecution] = field(default_factory=list)
 

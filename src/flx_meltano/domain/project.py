@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from flx_meltano.domain.destinations import StreamDestination
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.plugins import Plugin, PluginType
 
@@ -23,15 +24,26 @@ class Source:
 
 @dataclass(frozen=True)
 class ExtractLoad:
-    """One extract-load block of a task: extractor, mappers, loader."""
+    """One extract-load block of a task: extractor, mapping names in order, loader.
+
+    Meltano's blocks name a mapping (``hide-kind``), never the mapper plugin that defines it.
+    """
 
     extractor: str
     loader: str
-    mappers: tuple[str, ...] = ()
+    mappings: tuple[str, ...] = ()
 
     def state_id(self, environment: str, suffix: str | None = None) -> StateId:
-        """Meltano's state id for this pair in ``environment``."""
-        return StateId.for_pipeline(environment, self.extractor, self.loader, suffix)
+        """Meltano's state id for this chain in ``environment`` (mappings are not part of it)."""
+        return StateId(environment, self.extractor, self.loader, suffix)
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """Extractor and loader: what Meltano's state id is made of."""
+        return (self.extractor, self.loader)
+
+    def __str__(self) -> str:
+        return " ".join((self.extractor, *self.mappings, self.loader))
 
 
 @dataclass(frozen=True)
@@ -141,7 +153,11 @@ def streams_named_by(rules: tuple[str, ...]) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class PipelineDefinition:
-    """An extract-load pipeline in one environment, with its selected streams (if known)."""
+    """An extract-load pipeline in one environment: its block chain and its selected streams.
+
+    ``mappings`` are the mapping names of the chain in order; ``mappers`` the mapper plugin that
+    defines each of them (one per mapping). ``destinations`` says where the loader puts each stream.
+    """
 
     state_id: StateId
     extractor: Plugin
@@ -149,6 +165,13 @@ class PipelineDefinition:
     mappers: tuple[Plugin, ...] = ()
     streams: tuple[str, ...] = ()
     jobs: tuple[str, ...] = ()
+    mappings: tuple[str, ...] = ()
+    destinations: Mapping[str, StreamDestination] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        """The block names ``meltano run`` gets: extractor, mapping names, loader."""
+        return (self.extractor.name, *self.mappings, self.loader.name)
 
     @property
     def id(self) -> str:
@@ -168,6 +191,13 @@ class ProjectModel:
     schedules: tuple[Schedule, ...] = ()
     state_backend_uri: str | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    # Per plugin, where each of its select rules is written (same order as ``Plugin.select``).
+    select_sources: Mapping[str, tuple[Source, ...]] = field(default_factory=dict)
+
+    def select_rule_source(self, plugin: str, index: int) -> Source | None:
+        """Where rule ``index`` of a plugin's select rules is written, if known."""
+        rules = self.select_sources.get(plugin, ())
+        return rules[index] if 0 <= index < len(rules) else None
 
     def plugin(self, name: str, kind: PluginType | None = None) -> Plugin:
         """The plugin called ``name`` (of ``kind`` when given); KeyError naming it otherwise."""
@@ -176,6 +206,13 @@ class ProjectModel:
                 return plugin
         what = f"{kind.singular} " if kind else "plugin "
         raise KeyError(f"no {what}{name!r} in {self.root}/meltano.yml")
+
+    def mapper_of(self, mapping: str) -> Plugin:
+        """The mapper plugin that defines the mapping called ``mapping``; KeyError naming it otherwise."""
+        for plugin in self.plugins:
+            if plugin.type == PluginType.MAPPER and mapping in plugin.mappings:
+                return plugin
+        raise KeyError(f"no mapper in {self.root}/meltano.yml defines a mapping {mapping!r}")
 
     def plugins_of(self, kind: PluginType) -> tuple[Plugin, ...]:
         """All plugins of one type."""
@@ -189,14 +226,17 @@ class ProjectModel:
         raise KeyError(f"no job {name!r} in {self.root}/meltano.yml")
 
     def extract_loads(self) -> tuple[ExtractLoad, ...]:
-        """Every distinct extract-load pair named by a job or a legacy schedule, in file order."""
+        """Every distinct extract-load chain named by a job or a legacy schedule, in file order.
+
+        The project reader refuses two chains of one extractor and loader (one state id), so
+        each pair appears once.
+        """
         seen: dict[tuple[str, str], ExtractLoad] = {}
         for job in self.jobs:
             for task in job.tasks:
                 for block in task.extract_loads:
-                    seen.setdefault((block.extractor, block.loader), block)
+                    seen.setdefault(block.pair, block)
         for schedule in self.schedules:
             if schedule.extract_load is not None:
-                block = schedule.extract_load
-                seen.setdefault((block.extractor, block.loader), block)
+                seen.setdefault(schedule.extract_load.pair, schedule.extract_load)
         return tuple(seen.values())

@@ -215,9 +215,12 @@ class _BlockParser:
     def __init__(self, plugins: Iterable[Plugin]) -> None:
         self.kinds: dict[str, PluginType] = {}
         self.mapping_names: set[str] = set()
+        self.mappings_of: dict[str, tuple[str, ...]] = {}
         for plugin in plugins:
             self.kinds.setdefault(plugin.name, plugin.type)
             self.mapping_names.update(plugin.mappings)
+            if plugin.type == PluginType.MAPPER:
+                self.mappings_of[plugin.name] = plugin.mappings
 
     def parse(self, tokens: list[str], where: _Located, key: int) -> tuple[Block, ...]:
         blocks: list[Block] = []
@@ -237,7 +240,13 @@ class _BlockParser:
                     raise where.error(f"extractor {extractor!r} has no loader before {token!r}", key)
                 extractor = token
             elif kind == PluginType.MAPPER and extractor is not None:
-                mappers.append(token)
+                # Meltano refuses it too ("Expected unique mappings name not the mapper plugin name").
+                names = ", ".join(self.mappings_of.get(token, ())) or "none defined (add 'mappings:')"
+                raise where.error(
+                    f"task names mapper plugin {token!r}; Meltano runs a mapping by its name, not its "
+                    f"mapper's: use one of its mappings ({names})",
+                    key,
+                )
             elif kind == PluginType.LOADER:
                 if extractor is None:
                     raise where.error(f"loader {token!r} has no extractor before it", key)
@@ -316,6 +325,36 @@ def _jobs(entries: list[_Located], plugins: list[Plugin]) -> tuple[tuple[Job, ..
     return jobs, {f"job:{name}": entry.source() for name, entry in by_name.items()}
 
 
+def _check_one_chain_per_state_id(
+    jobs: tuple[Job, ...], schedules: tuple[Schedule, ...], environment: str
+) -> None:
+    """Two block chains of one extractor and loader share a Meltano state id: refuse them.
+
+    Meltano keys state by extractor and loader only, so a mapped and an unmapped chain (or two
+    differently mapped ones) would read and write each other's bookmarks, and load one table.
+    """
+    users: list[tuple[ExtractLoad, str, Source | None]] = [
+        (block, f"job {job.name!r}", job.source)
+        for job in jobs
+        for task in job.tasks
+        for block in task.extract_loads
+    ]
+    users += [(s.extract_load, f"schedule {s.name!r}", s.source) for s in schedules if s.extract_load]
+    first: dict[tuple[str, str], tuple[ExtractLoad, str]] = {}
+    for block, owner, source in users:
+        other, other_owner = first.setdefault(block.pair, (block, owner))
+        if other != block:
+            raise ProjectError(
+                f"{other_owner} ({other}) and {owner} ({block}) are different block chains with one "
+                f"Meltano state id, {block.state_id(environment)}: Meltano would mix their bookmarks "
+                f"and both would load the same tables. Give one chain its own loader: a plugin with "
+                f"'inherit_from: {block.loader}' under loaders (its own name gives it its own state id "
+                "and assets)",
+                source.file if source else None,
+                source.line if source else None,
+            )
+
+
 def _schedules(entries: list[_Located], jobs: tuple[Job, ...], plugins: list[Plugin]) -> tuple[Schedule, ...]:
     job_names = {job.name for job in jobs}
     kinds = {(p.type, p.name) for p in plugins}
@@ -375,23 +414,38 @@ def _files(root: Path, main: _Located) -> Iterator[_Located]:
                 yield _load_yaml(path, root)
 
 
-def _environment_overrides(env: _Located) -> dict[tuple[PluginType, str], dict[str, Any]]:
-    """The plugin overrides of one environment (its ``config.plugins``), by plugin type and name."""
+_OverrideKey = tuple[PluginType, str]
+
+
+def _rule_sources(located: _Located, key: str = "select") -> tuple[Source, ...]:
+    """Where each item of a plugin's ``select`` list is written."""
+    rules = located.node.get(key)
+    if not isinstance(rules, LineList):
+        return ()
+    return tuple(Source(located.file, rules.line_of(index)) for index in range(len(rules)))
+
+
+def _environment_overrides(
+    env: _Located,
+) -> tuple[dict[_OverrideKey, dict[str, Any]], dict[_OverrideKey, tuple[Source, ...]]]:
+    """The plugin overrides of one environment (its ``config.plugins``), by plugin type and name,
+    and where each overriding ``select`` rule is written."""
     where = f"environment {env.node.get('name')!r}"
     config = env.node.get("config")
     if config is None:
-        return {}
+        return {}, {}
     if not isinstance(config, dict):
         raise env.error(f"{where}: 'config' must be a mapping", "config")
     plugins = config.get("plugins")
     if plugins is None:
-        return {}
+        return {}, {}
     if not isinstance(plugins, dict):
         raise _Located(config, env.file).error(
             f"{where}: 'config.plugins' must be a mapping of plugin types", "plugins"
         )
     types = _Located(plugins, env.file)
-    overrides: dict[tuple[PluginType, str], dict[str, Any]] = {}
+    overrides: dict[_OverrideKey, dict[str, Any]] = {}
+    select_sources: dict[_OverrideKey, tuple[Source, ...]] = {}
     for type_name, entries in plugins.items():
         try:
             kind = PluginType(type_name)
@@ -412,7 +466,9 @@ def _environment_overrides(env: _Located) -> dict[tuple[PluginType, str], dict[s
                     f"{where}: a plugin under '{type_name}' in 'config.plugins' needs a 'name'"
                 )
             overrides[(kind, name)] = _plain({k: v for k, v in entry.items() if k != "name"})
-    return overrides
+            if "select" in entry:
+                select_sources[(kind, name)] = _rule_sources(_Located(entry, env.file))
+    return overrides, select_sources
 
 
 def read_project(root: Path | str, environment: str | None = None) -> ProjectModel:
@@ -441,10 +497,13 @@ def read_project(root: Path | str, environment: str | None = None) -> ProjectMod
             "meltano.yml",
             main.line_of("environments") if "environments" in main.node else None,
         )
-    overrides = _environment_overrides(environments[chosen]) if chosen in environments else {}
+    overrides, override_select_sources = (
+        _environment_overrides(environments[chosen]) if chosen in environments else ({}, {})
+    )
 
     plugins: list[Plugin] = []
     sources: dict[str, Source] = {}
+    select_sources: dict[str, tuple[Source, ...]] = {}
     for located in files:
         section = located.node.get("plugins") or LineMap()
         if not isinstance(section, LineMap):
@@ -456,18 +515,24 @@ def read_project(root: Path | str, environment: str | None = None) -> ProjectMod
             except ValueError:
                 raise section_where.error(f"unknown plugin type {type_name!r}", type_name) from None
             for entry in _as_list(section_where, type_name):
-                plugin = _plugin(entry, kind, overrides.get((kind, str(entry.node.get("name"))), {}))
+                key = (kind, str(entry.node.get("name")))
+                plugin = _plugin(entry, kind, overrides.get(key, {}))
                 if plugin.name in sources and any(p.type == kind and p.name == plugin.name for p in plugins):
                     raise entry.error(f"{kind.singular} {plugin.name!r} is defined twice")
                 plugins.append(plugin)
                 sources[plugin.name] = entry.source()
+                select_sources[plugin.name] = override_select_sources.get(key) or _rule_sources(entry)
     plugins = _resolve_inheritance(plugins, sources)
+    for plugin in plugins:  # an inheriting plugin without rules of its own uses its parent's
+        if plugin.inherit_from and not select_sources.get(plugin.name):
+            select_sources[plugin.name] = select_sources.get(plugin.inherit_from, ())
 
     job_entries = [job for located in files for job in _as_list(located, "jobs")]
     jobs, job_sources = _jobs(job_entries, plugins)
     sources.update(job_sources)
     schedule_entries = [s for located in files for s in _as_list(located, "schedules")]
     schedules = _schedules(schedule_entries, jobs, plugins)
+    _check_one_chain_per_state_id(jobs, schedules, str(chosen))
 
     backend = main.node.get("state_backend") or {}
     backend_uri = backend.get("uri") if isinstance(backend, Mapping) else None
@@ -488,4 +553,5 @@ def read_project(root: Path | str, environment: str | None = None) -> ProjectMod
         schedules=schedules,
         state_backend_uri=backend_uri,
         sources=sources,
+        select_sources=select_sources,
     )

@@ -29,7 +29,7 @@ class PipelineRepository:
             "extractor": pipeline.extractor,
             "loader": pipeline.loader,
             "definition": definition
-            or {"mappers": list(pipeline.mappers), "streams": list(pipeline.streams)},
+            or {"mappings": list(pipeline.mappings), "streams": list(pipeline.streams)},
         }
         self.connection.execute(UPSERT_PIPELINE, row)
 
@@ -54,7 +54,8 @@ class PipelineRepository:
                 state_id=StateId.parse(row.id),
                 extractor=row.extractor,
                 loader=row.loader,
-                mappers=tuple(row.definition.get("mappers", ())),
+                # Rows registered before mappings were named kept them under "mappers".
+                mappings=tuple(row.definition.get("mappings", row.definition.get("mappers", ()))),
                 streams=tuple(row.definition.get("streams", ())),
             )
             for row in rows
