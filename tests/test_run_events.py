@@ -19,6 +19,7 @@ from flx_meltano.integration.run_events import (
     Metric,
     RunCompleted,
     StateWritten,
+    StreamNotFound,
     parse_line,
     python_level,
 )
@@ -323,6 +324,28 @@ def test_bad_metric_info_becomes_a_log_record(metric_info):
 
 def test_state_updated():
     assert parse_line(STATE_UPDATED) == StateWritten("2026-11-22T15:55:47.937193Z")
+
+
+def test_a_stream_meltano_did_not_find_in_the_catalog():
+    line = r"""{"event": "Stream `public-eventz` was not found in the catalog", "level": "warning", "timestamp": "2026-12-01T10:00:00Z", "_logger": "<_FixedFindCallerLogger meltano.core.plugin.singer.tap (INFO)>"}"""
+    assert parse_line(line) == StreamNotFound("public-eventz", "2026-12-01T10:00:00Z")
+    # The same words from a plugin are the plugin's log line.
+    plugin = json.dumps({"stdio": "stderr", "name": "tap-x", "event": "Stream `a` was not found in the catalog"})
+    assert isinstance(parse_line(plugin), LogRecord)
+
+
+def test_a_singer_python_metric_names_its_stream_by_endpoint():
+    line = json.dumps(
+        {
+            "stdio": "stderr",
+            "producer": True,
+            "name": "tap-pw",
+            "event": 'METRIC: {"type": "counter", "metric": "record_count", "value": 50, "tags": {"endpoint": "public-customers"}}',
+        }
+    )
+    metric = parse_line(line)
+    assert isinstance(metric, Metric)
+    assert (metric.stream, metric.value, metric.plugin_role) == ("public-customers", 50, "extractor")
 
 
 def test_block_succeeded():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -269,6 +270,7 @@ def test_cli_lists_the_projects_plugins_as_a_table_and_json():
         "pip_url": "-e ./taps/tap-shopsim",
         "executable": "tap-shopsim",
         "capabilities": ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"],
+        "mappings": [],
     }
     assert plugins["target-jsonlines"]["type"] == "loader"
     table = flx(env, "plugins")
@@ -556,3 +558,34 @@ def test_cli_run_shows_a_live_table_per_stream(meltano_sandbox, default_store_ur
         "orders",
         "order_items",
     }
+
+
+def test_a_selected_stream_the_tap_does_not_have_ends_missing_with_a_warning(
+    meltano_sandbox, default_store_url
+):
+    """Meltano says "Stream `x` was not found in the catalog": that stream did not succeed."""
+    ctx = meltano_sandbox.context(default_store_url)
+    [files] = resolve(ctx.project, FILES_PIPELINE)
+    assert files.pipeline is not None
+    typo = replace(files.pipeline, streams=(*files.pipeline.streams, "customerz"))
+    execution = run_module.run_pipeline(ctx, typo, RunOptions(streams=("customers", "customerz")))
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert execution.results["customers"].status is StreamStatus.SUCCEEDED
+    missing = execution.results["customerz"]
+    assert (missing.status, missing.records) == (StreamStatus.MISSING, None)
+    assert any("customerz" in w and "catalog" in w for w in execution.warnings)
+    assert execution.regression_warnings == ()
+    stored = queries.get_execution(ctx, execution.id)
+    assert stored.results["customerz"].status is StreamStatus.MISSING
+    assert stored.results["customerz"].records is None
+
+
+def test_a_bad_setting_value_names_the_plugin_and_setting(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_SCALE="abc")
+    [execution] = run(ctx, FILES_PIPELINE, RunOptions())
+    assert execution.status is ExecutionStatus.FAILED
+    assert execution.failed_plugin == "tap-shopsim"
+    error = execution.error or ""
+    assert "invalid literal for int() with base 10: 'abc'" in error  # Meltano's own line, kept
+    assert "tap-shopsim setting 'scale' (TAP_SHOPSIM_SCALE) is not a valid integer" in error
+    assert len(error.splitlines()) <= 12

@@ -141,8 +141,9 @@ def confirmed_names(notifications: Iterable[object]) -> list[str]:
 
 def test_record_counts_report_progress():
     t = tracker()
-    assert t.feed(tap_metric("record_count", "customers", 40)) == [StreamProgress("customers", 40, 0)]
-    assert t.feed(tap_metric("record_count", "customers", 60)) == [StreamProgress("customers", 100, 0)]
+    # The loader has reported nothing yet: None, not a 0 nobody saw.
+    assert t.feed(tap_metric("record_count", "customers", 40)) == [StreamProgress("customers", 40, None)]
+    assert t.feed(tap_metric("record_count", "customers", 60)) == [StreamProgress("customers", 100, None)]
     assert t.feed(loader_count("customers", 98)) == [StreamProgress("customers", 100, 98)]
 
 
@@ -187,9 +188,7 @@ def test_tap_count_used_when_the_loader_reports_none():
 
 def test_metrics_of_other_plugins_or_without_stream_are_ignored():
     t = tracker()
-    assert t.feed(Metric("tap-other", "extractor", "record_count", "counter", 5, {"stream": "s"})) == [
-        StreamProgress("s", 0, 0)
-    ]
+    assert t.feed(Metric("tap-other", "extractor", "record_count", "counter", 5, {"stream": "s"})) == []
     assert t.feed(Metric(TAP, "extractor", "record_count", "counter", 5, {})) == []
     assert t.feed(Metric(TAP, "extractor", "http_request_duration", "timer", 1, {"stream": "s"})) == []
     assert t.feed(Metric("tap-other", "extractor", "sync_duration", "timer", 1, {"stream": "s"})) == []
@@ -573,8 +572,8 @@ def test_unconfirmed_results_are_the_others_as_failed():
     assert results["b"].records == 4
     assert results["b"].duration == Duration(0.25)
     assert results["c"].status is StreamStatus.FAILED
-    assert results["c"].records == 0
-    assert results["c"].duration == Duration(0)
+    assert results["c"].records == 0  # the tap counts (it reported a and b): nothing came of c
+    assert results["c"].duration is None  # no timer ran for it
 
 
 def test_run_completed_sets_the_outcome_only_when_no_block_did():
@@ -617,7 +616,7 @@ def test_expected_streams_with_zero_records_are_reported_at_success():
     }
     assert all(r.status is StreamStatus.SUCCEEDED for r in t.confirmed.values())
     assert t.confirmed["orders"].bookmark is None
-    assert t.confirmed["products"].duration == Duration(0)
+    assert t.confirmed["products"].duration is None
     assert t.unconfirmed_results() == []
     assert t.outcome == Outcome(success=True)
 
@@ -625,9 +624,10 @@ def test_expected_streams_with_zero_records_are_reported_at_success():
 def test_expected_streams_without_any_event_fail_when_the_block_fails():
     t = tracker(expected=["customers", "orders"])
     t.feed(failed_block({"extractors": 1}))
+    # No plugin reported any count: unknown, never 0.
     assert sorted((r.stream, r.records, r.status) for r in t.unconfirmed_results()) == [
-        ("customers", 0, StreamStatus.FAILED),
-        ("orders", 0, StreamStatus.FAILED),
+        ("customers", None, StreamStatus.FAILED),
+        ("orders", None, StreamStatus.FAILED),
     ]
 
 
@@ -667,3 +667,100 @@ def test_a_run_that_dies_with_no_plugin_traceback_stays_unattributed():
     feed_all(t, [plugin_line(TAP, "Error-free line: all good", "extractor"), RunCompleted(False, 1)])
     assert t.outcome is not None
     assert (t.outcome.failed_plugin, t.outcome.error) == (None, "run failed")
+
+
+# --------------------------------------------------------------------------------------------------
+# Counts that are true or unknown (plugins we did not write)
+
+# A singer-python tap (pipelinewise) tags its counts "endpoint", not "stream".
+PIPELINEWISE_RECORD_COUNT = r"""{"stdio": "stderr", "consumer": false, "producer": true, "string_id": "tap-pw", "cmd_type": "elb", "job_name": "dev:tap-pw-to-target-jsonl", "name": "tap-pw", "event": "METRIC: {\"type\": \"counter\", \"metric\": \"record_count\", \"value\": 50, \"tags\": {\"endpoint\": \"public-customers\"}}", "level": "info", "timestamp": "2026-12-01T10:00:01.000000Z"}"""
+MELTANO_STREAM_NOT_FOUND = r"""{"event": "Stream `public-eventz` was not found in the catalog", "level": "warning", "timestamp": "2026-12-01T10:00:00.000000Z", "_logger": "<_FixedFindCallerLogger meltano.core.plugin.singer.tap (INFO)>"}"""
+MELTANO_BAD_SETTING = r"""{"event": "invalid literal for int() with base 10: 'abc'", "level": "error", "timestamp": "2026-12-01T20:30:42.340011Z", "_logger": "<_FixedFindCallerLogger meltano.cli.utils (INFO)>", "_name": "error"}"""
+
+
+def pw_tracker(expected: Iterable[str]) -> ExecutionTracker:
+    return ExecutionTracker(
+        extractor="tap-pw",
+        loader="target-jsonl",
+        read_state=FakeState(),
+        expected_streams=expected,
+        state_before=SingerState.empty(),
+    )
+
+
+def test_counts_nobody_reported_are_unknown_and_said_so():
+    t = pw_tracker(["public-customers", "public-events"])
+    confirmed = confirmed_names(t.feed(success_block()))
+    assert sorted(confirmed) == ["public-customers", "public-events"]
+    assert {name: r.records for name, r in t.confirmed.items()} == {
+        "public-customers": None,
+        "public-events": None,
+    }
+    [warning] = t.warnings()
+    assert warning.startswith("record counts unknown for public-customers, public-events")
+    assert "tap-pw" in warning
+    assert "target-jsonl" in warning
+
+
+def test_a_singer_python_count_tagged_endpoint_is_the_streams():
+    t = pw_tracker(["public-customers"])
+    assert t.feed(parsed(PIPELINEWISE_RECORD_COUNT)) == [StreamProgress("public-customers", 50, None)]
+    t.feed(success_block())
+    assert t.confirmed["public-customers"].records == 50
+    assert t.warnings() == []
+
+
+def test_a_stream_meltano_did_not_find_in_the_catalog_is_missing_not_succeeded():
+    t = tracker(FakeState(singer(customers="2024-01-02T00:00:00Z")), expected=["customers", "customerz"])
+    t.feed(parsed(MELTANO_STREAM_NOT_FOUND.replace("public-eventz", "customerz")))
+    feed_all(t, [tap_metric("record_count", "customers", 3), tap_metric("sync_duration", "customers", 1)])
+    t.feed(StateWritten())
+    t.feed(success_block())
+    assert t.confirmed["customers"].status is StreamStatus.SUCCEEDED
+    missing = t.confirmed["customerz"]
+    assert (missing.status, missing.records) == (StreamStatus.MISSING, None)
+    [warning] = t.warnings()
+    assert "customerz" in warning
+    assert "catalog" in warning
+
+
+def test_a_child_streams_duration_spans_its_timers_not_their_sum():
+    t = tracker(expected=["order_items"])
+    for second, value in ((1, 0.001), (5, 0.002), (9, 0.5)):
+        metric = tap_metric("sync_duration", "order_items", value, context={"order_id": second})
+        t.feed(Metric(**{**metric.__dict__, "timestamp": f"2026-12-01T10:00:0{second}Z"}))
+    t.feed(success_block())
+    # From the start of the first timer (1 s - 0.001 s) to the end of the last (9 s).
+    assert t.confirmed["order_items"].duration == Duration(round(8.001, 6))
+
+
+def test_meltano_failing_before_any_plugin_keeps_its_own_error_line():
+    t = tracker(expected=["customers"])
+    t.feed(parsed(MELTANO_BAD_SETTING))
+    t.feed(RunCompleted(success=False, duration_seconds=1))
+    assert t.outcome == Outcome(False, "meltano failed: invalid literal for int() with base 10: 'abc'")
+    assert t.meltano_errors == ("invalid literal for int() with base 10: 'abc'",)
+
+
+def test_a_mapper_failure_names_the_mapping_that_logged():
+    t = ExecutionTracker(
+        extractor=TAP,
+        loader=TARGET,
+        read_state=FakeState(),
+        mappers=("hide-kind", "meltano-map-transformer"),
+        state_before=SingerState.empty(),
+    )
+    t.feed(plugin_line("hide-kind", "ValueError: bad expression", "mapper"))
+    t.feed(failed_block({"mappers": 1}, error="Mapper failed"))
+    assert t.outcome is not None
+    assert t.outcome.failed_plugin == "hide-kind"
+    assert t.outcome.error == "hide-kind exited with code 1: ValueError: bad expression"
+
+
+def test_a_huge_log_line_is_bounded_in_the_error():
+    t = tracker()
+    t.feed(plugin_line(TAP, "psycopg2.OperationalError: " + "x" * 5000, "extractor"))
+    t.feed(failed_block({"extractors": 1}))
+    assert t.outcome is not None
+    assert t.outcome.error is not None
+    assert len(t.outcome.error) < 600

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flx_meltano.application.pipelines import unmatched_select_rules
+from flx_meltano.domain.project import ProjectModel
 from flx_meltano.integration import meltano_cli
 from flx_meltano.integration.errors import IntegrationError, ProjectError
 from flx_meltano.integration.project_reader import read_project
@@ -49,6 +51,7 @@ def check_project(settings: Settings) -> list[Check]:
             f"schedules; environment {project.environment}",
         )
     ]
+    checks.extend(check_select_rules(project))
     for plugin in project.plugins:
         name = f"plugin {plugin.name}"
         source = project.sources.get(plugin.name)
@@ -74,6 +77,14 @@ def check_project(settings: Settings) -> list[Check]:
         else:
             checks.append(Check(name, True, f"{plugin.type.singular}, installed"))
     return checks
+
+
+def check_select_rules(project: ProjectModel) -> list[Check]:
+    """Does every select rule of an extractor with a known catalog match one of its streams?"""
+    return [
+        Check(f"select rules of {rule.extractor}", False, str(rule), "correct the rule at the line named")
+        for rule in unmatched_select_rules(project)
+    ]
 
 
 def check_database(settings: Settings) -> list[Check]:

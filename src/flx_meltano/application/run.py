@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Generator, Sequence
 from contextlib import closing
@@ -11,7 +12,7 @@ from typing import Protocol
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import Step, aggregate, resolve
-from flx_meltano.application.secrets import Redactor
+from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
@@ -30,8 +31,8 @@ class RunObserver(Protocol):
     def on_log(self, level: str, plugin: str | None, message: str) -> None:
         """A log line from meltano or one of its plugins."""
 
-    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
-        """Records seen so far for a stream."""
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int | None, loaded: int | None) -> None:
+        """Records seen so far for a stream (None: not reported)."""
 
     def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
         """A stream was confirmed by the loader (or failed)."""
@@ -46,7 +47,7 @@ class SilentObserver:
     def on_log(self, level: str, plugin: str | None, message: str) -> None:
         """Ignore."""
 
-    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int | None, loaded: int | None) -> None:
         """Ignore."""
 
     def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
@@ -135,8 +136,8 @@ class ProgressUpdate:
 
     pipeline_id: str
     stream: str
-    extracted: int
-    loaded: int
+    extracted: int | None
+    loaded: int | None
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ def execute_pipeline(
         tracker = opened.tracker = ExecutionTracker(
             extractor=definition.extractor.name,
             loader=definition.loader.name,
-            mappers=tuple(m.name for m in definition.mappers),
+            # Meltano logs a mapper's lines under its mapping's name or its plugin's: know both.
+            mappers=tuple(dict.fromkeys((*definition.mappings, *(m.name for m in definition.mappers)))),
             read_state=lambda: _state(ctx, definition),
             expected_streams=execution.streams,
             state_before=state_before or SingerState.empty(),
@@ -240,7 +242,7 @@ def _run_request(
     return RunRequest(
         project_dir=ctx.settings.project_dir,
         environment=definition.state_id.environment,
-        blocks=(definition.extractor.name, *(m.name for m in definition.mappers), definition.loader.name),
+        blocks=definition.blocks,
         run_id=options.execution_id,
         meltano_executable=ctx.settings.meltano_executable,
         select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
@@ -314,10 +316,15 @@ def _close(
     """
     ctx, definition, execution, tracker = opened.ctx, opened.definition, opened.execution, opened.tracker
     options, redact = opened.options, opened.redact
+    failed_plugin: str | None = None
     state_after = _state(ctx, definition)
+    if tracker is not None and not cancelled and not timed_out:
+        tracker.meltano_exited(exit_code)
     outcome = tracker.outcome if tracker else None
     succeeded = outcome is not None and outcome.success and not cancelled and not timed_out and not error
     warnings = regression_warnings(opened.state_before, state_after, full_refresh=options.full_refresh)
+    if tracker is not None:
+        warnings += tracker.warnings()
     now = _now()
     with ctx.unit_of_work() as uow:
         if not succeeded and tracker is not None:
@@ -333,12 +340,16 @@ def _close(
                 error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
             elif error is None and outcome is not None and outcome.error:
                 error = with_tail(outcome.error, outcome.failed_plugin, outcome.error_lines)
+                if outcome.failed_plugin is None and tracker is not None:
+                    blamed, hint = blame_setting(opened, tracker.meltano_errors)
+                    if blamed is not None:
+                        failed_plugin, error = blamed, f"{error} ({hint})"
             elif error is None:
                 error = f"meltano exited with code {exit_code} without reporting the block's result"
             execution.fail(
                 redact(error),
                 at=now,
-                failed_plugin=outcome.failed_plugin if outcome else None,
+                failed_plugin=failed_plugin or (outcome.failed_plugin if outcome else None),
                 exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
                 state_after=payload,
                 warnings=warnings,
@@ -351,11 +362,40 @@ def _close(
 
 MAX_ERROR_CHARS = 4000
 ERROR_TAIL_LINES = 10
+MAX_TAIL_LINE_CHARS = 300
+
+
+def blame_setting(opened: _OpenRun, meltano_errors: Sequence[str]) -> tuple[str | None, str]:
+    """Meltano failed before starting any plugin, usually on a setting value it could not read
+    (``invalid literal for int() with base 10: 'abc'``), without naming it: find the setting of
+    one of the run's plugins whose value the error quotes. (plugin, hint), or (None, "")."""
+    text = " ".join(meltano_errors)
+    env = {**os.environ, **opened.ctx.run_env, **opened.options.env}
+    definition = opened.definition
+    for plugin in (definition.extractor, *definition.mappers, definition.loader):
+        for setting in plugin.settings:
+            places = [
+                (var, env.get(var))
+                for var in filter(None, (setting.env, setting_env_var(plugin, setting.name)))
+            ]
+            places.append(("meltano.yml", plugin.config.get(setting.name)))
+            for where, value in places:
+                if isinstance(value, str) and value and f"'{value}'" in text:
+                    return (
+                        plugin.name,
+                        f"{plugin.name} setting {setting.name!r} ({where}) is not a valid {setting.kind}",
+                    )
+    return None, ""
 
 
 def with_tail(error: str, plugin: str | None, lines: Sequence[str]) -> str:
-    """The error, then the last few lines the failing plugin wrote (its traceback, usually)."""
-    tail = [line.rstrip() for line in lines if line.strip()][-ERROR_TAIL_LINES:]
+    """The error, then the last few lines the failing plugin wrote (its traceback, usually), each
+    bounded: a plugin may log a whole traceback, or a huge payload, as one line."""
+    tail = [
+        line.rstrip() if len(line.rstrip()) <= MAX_TAIL_LINE_CHARS else line[: MAX_TAIL_LINE_CHARS - 1] + "…"
+        for line in lines
+        if line.strip()
+    ][-ERROR_TAIL_LINES:]
     if not tail:
         return error
     heading = f"last {len(tail)} lines of {plugin or 'the plugin'}:"

@@ -302,7 +302,7 @@ def restore_previous(
         if match is None:
             raise StateError(f"no earlier good state of {state_id!r} to restore")
         return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
-    if not newest.warnings or newest.state_before is None:
+    if not newest.regression_warnings or newest.state_before is None:
         raise StateError(
             f"the latest run of {state_id!r} ({newest.id}, {newest.status}) was not flagged as a state "
             "regression: its state is the good one, nothing to put back (restore a snapshot by id "

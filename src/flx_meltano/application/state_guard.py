@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flx_meltano.domain.execution import REGRESSION_WARNING
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
@@ -33,11 +34,11 @@ def regression_warnings(
         return []
     if after is None or after.is_empty:
         return [
-            f"state regression: the new state has no bookmarks (before: {len(before.bookmarks)} streams); "
+            f"{REGRESSION_WARNING} the new state has no bookmarks (before: {len(before.bookmarks)} streams); "
             "restore_previous() puts the last good state back"
         ]
     return [
-        f"state regression: bookmark of {d.stream} moved backward "
+        f"{REGRESSION_WARNING} bookmark of {d.stream} moved backward "
         f"({before.bookmark_value(d.stream)} -> {after.bookmark_value(d.stream)})"
         for d in diff_states(before, after)
         if d.change is BookmarkChange.BACKWARD

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
@@ -51,10 +51,27 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, default=_default, indent=2, sort_keys=False))
 
 
+UNKNOWN_COUNT = "?"
+
+
+def count_text(count: int | None) -> str:
+    """A record count for people: ``1,234``, or ``?`` when no plugin reported it."""
+    return UNKNOWN_COUNT if count is None else f"{count:,}"
+
+
+@dataclass(frozen=True)
+class Count:
+    """A record count table cell: right-aligned like a number, ``?`` when unknown."""
+
+    value: int | None
+
+
 def cell(value: Any) -> str:
     """One value as table text."""
     if value is None:
         return "-"
+    if isinstance(value, Count):
+        return count_text(value.value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, Enum):
@@ -80,7 +97,7 @@ def print_table(
     materialised = [list(row) for row in rows]
     for index, column in enumerate(columns):
         numeric = bool(materialised) and all(
-            isinstance(row[index], int | float) and not isinstance(row[index], bool)
+            isinstance(row[index], int | float | Count) and not isinstance(row[index], bool)
             for row in materialised
             if row[index] is not None
         )

@@ -7,7 +7,7 @@ from types import TracebackType
 from rich.live import Live
 from rich.table import Table
 
-from flx_meltano.cli.output import console, status_text
+from flx_meltano.cli.output import console, count_text, status_text
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 
 
@@ -47,19 +47,22 @@ class LiveProgress:
             prefix = f"{plugin} | " if plugin else ""
             self.live.console.print(f"[{style}]{prefix}{message}[/{style}]", highlight=False, markup=True)
 
-    def on_progress(self, pipeline_id: str, stream: str, extracted: int, loaded: int) -> None:
-        """Update a stream's counters."""
-        row = self.rows.setdefault((pipeline_id, stream), ["0", "0", "running", "-"])
-        row[0], row[1] = f"{extracted:,}", f"{loaded:,}"
+    def on_progress(self, pipeline_id: str, stream: str, extracted: int | None, loaded: int | None) -> None:
+        """Update a stream's counters (``?`` where no plugin reports one)."""
+        row = self.rows.setdefault((pipeline_id, stream), ["?", "?", "running", "-"])
+        row[0], row[1] = count_text(extracted), count_text(loaded)
 
     def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
         """Mark a stream done (or failed)."""
-        row = self.rows.setdefault((execution.pipeline_id, result.stream), ["0", "0", "", "-"])
-        row[1] = f"{result.records:,}"
+        row = self.rows.setdefault((execution.pipeline_id, result.stream), ["?", "?", "", "-"])
+        row[1] = count_text(result.records)
         row[2] = status_text(str(result.status))
         row[3] = str(result.duration) if result.duration else "-"
 
     def on_execution(self, execution: PipelineExecution) -> None:
-        """Add the streams of a starting execution as pending rows."""
+        """Add the streams of a starting execution as pending rows; a closed one settles them all."""
         for stream in execution.streams:
-            self.rows.setdefault((execution.pipeline_id, stream), ["0", "0", "pending", "-"])
+            self.rows.setdefault((execution.pipeline_id, stream), ["?", "?", "pending", "-"])
+        if execution.status.is_terminal:
+            for result in execution.results.values():
+                self.on_stream(execution, result)

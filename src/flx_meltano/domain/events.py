@@ -93,7 +93,7 @@ class StreamSynced(ExecutionEvent):
     """The loader confirmed one stream of an execution (or it failed)."""
 
     stream: str
-    records: int
+    records: int | None
     status: str
     duration_seconds: float | None = None
     bookmark: Any = None

@@ -19,13 +19,17 @@ from flx_meltano.domain.events import (
 )
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 
+# Every warning that flags a run's new state as a regression starts with this; other warnings
+# (e.g. unknown record counts) say something about the run, not about its state.
+REGRESSION_WARNING = "state regression:"
+
 
 @dataclass(frozen=True)
 class StreamResult:
     """How one stream of an execution went."""
 
     stream: str
-    records: int
+    records: int | None  # None: no plugin reported a count for the stream (never a guessed 0)
     status: StreamStatus
     duration: Duration | None = None
     bookmark: Any = None
@@ -111,9 +115,17 @@ class PipelineExecution:
         return Duration.between(self.started_at, self.ended_at)
 
     @property
-    def records(self) -> int:
-        """Records synced over all streams."""
-        return sum(result.records for result in self.results.values())
+    def records(self) -> int | None:
+        """Records synced over all streams; None when the count of any stream is unknown."""
+        counts = [result.records for result in self.results.values()]
+        if any(count is None for count in counts):
+            return None
+        return sum(count for count in counts if count is not None)
+
+    @property
+    def regression_warnings(self) -> tuple[str, ...]:
+        """The warnings that flag the new state as a regression (see ``REGRESSION_WARNING``)."""
+        return tuple(w for w in self.warnings if w.startswith(REGRESSION_WARNING))
 
     def record_stream(self, result: StreamResult, *, at: datetime) -> None:
         """Record one stream's outcome while the execution runs."""

@@ -62,6 +62,8 @@ class StreamStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    # Selected, but the tap never emitted it (e.g. a select rule naming a stream its catalog lacks).
+    MISSING = "MISSING"
 
 
 class Trigger(StrEnum):

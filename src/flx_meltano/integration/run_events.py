@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 METRIC_PREFIX = "METRIC: "
 STATE_UPDATED_PREFIX = "Incremental state has been updated"
+# meltano.core.plugin.singer.tap: "Stream `%s` was not found in the catalog"
+_STREAM_NOT_FOUND = re.compile(r"^Stream `(?P<stream>.+)` was not found in the catalog$")
 _LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
@@ -42,8 +45,9 @@ class Metric:
 
     @property
     def stream(self) -> str | None:
-        """The stream the metric is about, if any."""
-        stream = self.tags.get("stream")
+        """The stream the metric is about, if any (singer-sdk tags ``stream``, singer-python
+        taps ``endpoint``)."""
+        stream = self.tags.get("stream", self.tags.get("endpoint"))
         return str(stream) if stream is not None else None
 
     @property
@@ -57,6 +61,14 @@ class Metric:
 class StateWritten:
     """Meltano persisted a STATE emitted by the loader (the content is read from the backend)."""
 
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamNotFound:
+    """Meltano found no stream of this id in the tap's catalog (a select rule names it)."""
+
+    stream: str
     timestamp: str | None = None
 
 
@@ -80,7 +92,7 @@ class RunCompleted:
     duration_seconds: float
 
 
-RunEvent = LogRecord | Metric | StateWritten | BlockCompleted | RunCompleted
+RunEvent = LogRecord | Metric | StateWritten | StreamNotFound | BlockCompleted | RunCompleted
 
 
 def _plugin_role(record: Mapping[str, Any]) -> str | None:
@@ -190,6 +202,8 @@ def parse_line(line: str) -> RunEvent | None:
         )
     if message.startswith(STATE_UPDATED_PREFIX):
         return StateWritten(timestamp)
+    if message.startswith("Stream `") and (missing := _STREAM_NOT_FOUND.match(message)):
+        return StreamNotFound(missing["stream"], timestamp)
     return LogRecord(_level(record), message, None, None, timestamp)
 
 

@@ -3,7 +3,8 @@
 A stream counts as loaded only once the loader has confirmed it: its extraction finished and
 Meltano then persisted a STATE from the loader that moved the stream's bookmark (targets emit
 STATE only after the records it covers are written), or the block succeeded. Counts come from the
-loader where it reports them, else from the tap.
+loader where it reports them, else from the tap, else they are unknown (None): a count that no
+plugin reported is never guessed as 0.
 """
 
 from __future__ import annotations
@@ -24,21 +25,25 @@ from flx_meltano.integration.run_events import (
     RunCompleted,
     RunEvent,
     StateWritten,
+    StreamNotFound,
 )
 
 ROLE_BY_EXIT_KEY = {"extractors": "extractor", "loaders": "loader", "mappers": "mapper"}
 ERROR_TAIL_LINES = 20
+MELTANO_ERROR_LINES = 5
+MAX_LINE_CHARS = 500  # one logged line kept with an error (a plugin may log a whole traceback as one)
+COUNTS_UNKNOWN = "record counts unknown"
 # The last line of a Python traceback, e.g. ``target_x.sinks.LoadError: table is locked``.
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(:.*)?$")
 
 
 @dataclass(frozen=True)
 class StreamProgress:
-    """Records seen so far for one stream (extracted and loaded)."""
+    """Records seen so far for one stream (extracted and loaded; None where nobody reported)."""
 
     stream: str
-    extracted: int
-    loaded: int
+    extracted: int | None
+    loaded: int | None
 
 
 @dataclass(frozen=True)
@@ -62,17 +67,43 @@ class Outcome:
 Notification = StreamProgress | StreamConfirmed
 
 
+def _seconds(timestamp: str | None) -> float | None:
+    """A log line's ISO time stamp as epoch seconds (None when absent or unreadable)."""
+    if not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _bounded(line: str) -> str:
+    line = line.rstrip()
+    return line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…"
+
+
 @dataclass
 class _Stream:
-    extracted: int = 0
+    extracted: int | None = None
     loaded: int | None = None
-    duration: float = 0.0
+    timed: float = 0.0  # sum of the tap's sync_duration timers
+    started: float | None = None  # epoch seconds: when its first timer started
+    ended: float | None = None  # when its last timer ended
     extraction_done: bool = False
     failed: bool = False
+    missing: bool = False
 
     @property
-    def records(self) -> int:
+    def records(self) -> int | None:
         return self.loaded if self.loaded is not None else self.extracted
+
+    @property
+    def duration(self) -> Duration | None:
+        """From the start of its first timer to the end of its last (a child stream's timers run
+        once per parent record, so their sum is not the time the stream took)."""
+        if self.started is not None and self.ended is not None:
+            return Duration(round(max(self.ended - self.started, self.timed), 6))
+        return Duration(round(self.timed, 6)) if self.timed else None
 
 
 @dataclass
@@ -83,6 +114,7 @@ class ExecutionTracker:
         extractor, loader: the plugins of the block (to name the one that failed).
         read_state: reads the pipeline's state from Meltano's backend after each STATE write.
         expected_streams: the streams selected for this run (reported even with 0 records).
+        mappers: the names the block's mappers log under (mapping and mapper plugin names).
         state_before: the pipeline's state before the run (SingerState.empty() for none); read
             with read_state when the tracker is made, before meltano starts, if not given.
     """
@@ -98,6 +130,8 @@ class ExecutionTracker:
     last_state: SingerState | None = None
     outcome: Outcome | None = None
     _tails: dict[str, deque[str]] = field(default_factory=dict)
+    _counted: bool = False  # a plugin of the block reported record_count metrics
+    _meltano_errors: deque[str] = field(default_factory=lambda: deque(maxlen=MELTANO_ERROR_LINES))
 
     def __post_init__(self) -> None:
         if self.state_before is None:
@@ -115,26 +149,48 @@ class ExecutionTracker:
         if isinstance(event, LogRecord):
             if event.plugin is not None:
                 self._tails.setdefault(event.plugin, deque(maxlen=ERROR_TAIL_LINES)).append(event.message)
+            elif event.level in ("error", "critical"):
+                self._meltano_errors.append(_bounded(event.message.splitlines()[0] if event.message else ""))
             return []
         if isinstance(event, StateWritten):
             return self._state_written()
+        if isinstance(event, StreamNotFound):
+            if event.stream in self.streams:
+                self.streams[event.stream].missing = True
+            return []
         if isinstance(event, BlockCompleted):
             return self._block_completed(event)
         if isinstance(event, RunCompleted) and self.outcome is None:
             self.outcome = Outcome(success=True) if event.success else self._crash_outcome()
         return []
 
+    def meltano_exited(self, exit_code: int | None) -> None:
+        """meltano ended; a failure it never reported as a block or run result is decided here."""
+        if self.outcome is None and exit_code:
+            crash = self._crash_outcome()
+            self.outcome = Outcome(
+                crash.success, crash.error, crash.failed_plugin, exit_code, crash.error_lines
+            )
+
+    @property
+    def meltano_errors(self) -> tuple[str, ...]:
+        """Meltano's own last error lines (not a plugin's), e.g. a setting it could not read."""
+        return tuple(self._meltano_errors)
+
     def _crash_outcome(self) -> Outcome:
         """A run that ended without a block result: meltano itself failed, usually with a
         BrokenPipeError because a plugin died. Name the plugin whose output ends in a traceback,
-        the loader first (when it dies, meltano and the tap fail writing to it)."""
+        the loader first (when it dies, meltano and the tap fail writing to it); else keep
+        meltano's own error line (it failed before starting any plugin)."""
         for plugin in (self.loader, *self.mappers, self.extractor):
             tail = tuple(self._tails.get(plugin, ()))
             crash = next(
                 (line.strip() for line in reversed(tail) if _EXCEPTION_LINE.match(line.strip())), None
             )
             if crash is not None:
-                return Outcome(False, f"{plugin} failed: {crash}", plugin, None, tail)
+                return Outcome(False, f"{plugin} failed: {_bounded(crash)}", plugin, None, tail)
+        if self._meltano_errors:
+            return Outcome(False, f"meltano failed: {self._meltano_errors[-1]}")
         return Outcome(False, "run failed")
 
     def _metric(self, metric: Metric) -> list[Notification]:
@@ -146,10 +202,17 @@ class ExecutionTracker:
             if metric.plugin_role == "loader" or metric.plugin == self.loader:
                 stream.loaded = (stream.loaded or 0) + int(metric.value)
             elif metric.plugin == self.extractor:
-                stream.extracted += int(metric.value)
-            return [StreamProgress(stream_name, stream.extracted, stream.loaded or 0)]
+                stream.extracted = (stream.extracted or 0) + int(metric.value)
+            else:  # a mapper's count is neither extracted nor loaded
+                return []
+            self._counted = True
+            return [StreamProgress(stream_name, stream.extracted, stream.loaded)]
         if metric.name == "sync_duration" and metric.plugin == self.extractor:
-            stream.duration += metric.value
+            stream.timed += metric.value
+            end = _seconds(metric.timestamp)
+            if end is not None:
+                stream.started = min(stream.started or end, end - metric.value)
+                stream.ended = max(stream.ended or end, end)
             if metric.tags.get("status") not in (None, "succeeded"):
                 stream.failed = True
             # A top-level stream ends with one timer without context; child streams time each
@@ -165,6 +228,7 @@ class ExecutionTracker:
             for name, stream in self.streams.items()
             if stream.extraction_done
             and not stream.failed
+            and not stream.missing
             and name not in self.confirmed
             and self._bookmark_advanced(name)
         ]
@@ -181,18 +245,30 @@ class ExecutionTracker:
         before = self.state_before.bookmark_value(name) if self.state_before else None
         return after is not None and compare_bookmark(before, after) is not BookmarkChange.UNCHANGED
 
-    def _confirm(self, name: str, status: StreamStatus = StreamStatus.SUCCEEDED) -> StreamConfirmed:
+    def _records(self, stream: _Stream) -> int | None:
+        """The stream's count: the loader's, else the tap's; 0 when a plugin that counts (it
+        reported other streams) reported nothing for it (a child stream with no parent records);
+        None when no plugin of the block counts at all, or the tap never had the stream."""
+        if stream.missing:
+            return None
+        if stream.records is None and self._counted:
+            return 0
+        return stream.records
+
+    def _result(self, name: str, status: StreamStatus) -> StreamResult:
         stream = self.streams[name]
         bookmark = self.last_state.bookmarks.get(name) if self.last_state else None
-        result = StreamResult(
+        return StreamResult(
             stream=name,
-            records=stream.records,
-            status=status,
-            duration=Duration(round(stream.duration, 6)),
+            records=self._records(stream),
+            status=StreamStatus.MISSING if stream.missing else status,
+            duration=stream.duration,
             bookmark=bookmark if bookmark else None,
             finished_at=datetime.now(UTC),
         )
-        self.confirmed[name] = result
+
+    def _confirm(self, name: str) -> StreamConfirmed:
+        result = self.confirmed[name] = self._result(name, StreamStatus.SUCCEEDED)
         return StreamConfirmed(result)
 
     def _block_completed(self, event: BlockCompleted) -> list[Notification]:
@@ -205,12 +281,14 @@ class ExecutionTracker:
         failed_role, exit_code = self._failing_role(event.exit_codes)
         plugin = {"extractor": self.extractor, "loader": self.loader}.get(failed_role or "")
         if failed_role == "mapper" and self.mappers:
-            plugin = self.mappers[0]
+            plugin = next((m for m in self.mappers if m in self._tails), self.mappers[0])
         tail = tuple(self._tails.get(plugin or "", ()))
         last_line = next((line.strip() for line in reversed(tail) if line.strip()), "")
-        error = event.error or "block failed"
+        error = _bounded(event.error or "block failed")
         if plugin:
-            error = f"{plugin} exited with code {exit_code}: {last_line or error}"
+            error = f"{plugin} exited with code {exit_code}: {_bounded(last_line) or error}"
+        elif self._meltano_errors:
+            error = f"meltano: {self._meltano_errors[-1]}"
         self.outcome = Outcome(False, error, plugin, exit_code, tail)
         return []
 
@@ -224,9 +302,30 @@ class ExecutionTracker:
         return None, None
 
     def unconfirmed_results(self) -> list[StreamResult]:
-        """Streams the loader never confirmed, as FAILED results (for a failed or cancelled run)."""
+        """Streams the loader never confirmed, as FAILED (or MISSING) results, for a failed or
+        cancelled run."""
         return [
-            StreamResult(name, stream.records, StreamStatus.FAILED, Duration(round(stream.duration, 6)))
-            for name, stream in self.streams.items()
-            if name not in self.confirmed
+            self._result(name, StreamStatus.FAILED) for name in self.streams if name not in self.confirmed
         ]
+
+    def warnings(self) -> list[str]:
+        """What the record should say about this run besides its outcome: streams the tap never
+        had, counts nobody reported."""
+        found: list[str] = []
+        missing = sorted(name for name, stream in self.streams.items() if stream.missing)
+        if missing:
+            found.append(
+                f"streams not in {self.extractor}'s catalog: {', '.join(missing)} (Meltano: \"was not "
+                f'found in the catalog"); check the select rules of {self.extractor} in meltano.yml'
+            )
+        unknown = sorted(
+            name
+            for name, stream in self.streams.items()
+            if self._records(stream) is None and not stream.missing
+        )
+        if unknown:
+            found.append(
+                f"{COUNTS_UNKNOWN} for {', '.join(unknown)}: neither {self.extractor} nor {self.loader} "
+                "reported per-stream record_count metrics"
+            )
+        return found

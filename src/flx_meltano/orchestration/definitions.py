@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from dagster import (
 )
 
 from flx_meltano.application.context import AppContext
-from flx_meltano.application.pipelines import all_pipelines
+from flx_meltano.application.pipelines import all_pipelines, unmatched_select_rules
 from flx_meltano.domain.project import PipelineDefinition
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
 from flx_meltano.orchestration.resource import MeltanoResource
@@ -30,6 +31,8 @@ from flx_meltano.orchestration.sensors import (
 )
 from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, MeltanoStream, dagster_meta
 from flx_meltano.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def freshness_of(pipeline: PipelineDefinition, default_hours: float | None) -> timedelta | None:
@@ -85,6 +88,8 @@ def build_definitions(
     translator = translator or DagsterMeltanoTranslator()
 
     pipelines = all_pipelines(project, env_name)
+    for rule in unmatched_select_rules(project):  # its stream is left out of the assets
+        logger.warning("%s; no asset for it", rule)
     _check_unique_keys(pipelines, translator)
     assets: list[AssetsDefinition] = []
     keys: dict[tuple[str, str], list[AssetKey]] = {}

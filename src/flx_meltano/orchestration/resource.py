@@ -24,7 +24,7 @@ from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
-from flx_meltano.domain.values import Trigger
+from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.settings import Settings
 
 _LEVELS = {
@@ -76,14 +76,22 @@ def _trigger(tags: Mapping[str, str]) -> Trigger:
     return Trigger.DAGSTER
 
 
-def stream_metadata(execution: PipelineExecution, result: StreamResult) -> dict[str, Any]:
-    """Materialization metadata of one stream: rows, duration, bookmark, ids."""
+def stream_metadata(
+    pipeline: PipelineDefinition, execution: PipelineExecution, result: StreamResult
+) -> dict[str, Any]:
+    """Materialization metadata of one stream: rows (or why they are unknown), duration, bookmark, ids."""
     metadata: dict[str, Any] = {
-        "dagster/row_count": MetadataValue.int(result.records),
         "meltano/execution_id": MetadataValue.text(execution.id),
         "meltano/run_id": MetadataValue.text(execution.id),
         "meltano/state_id": MetadataValue.text(execution.pipeline_id),
     }
+    if result.records is not None:
+        metadata["dagster/row_count"] = MetadataValue.int(result.records)
+    else:  # never a 0 nobody saw: say the count is unknown, and why
+        metadata["meltano/records_unknown"] = MetadataValue.text(
+            f"neither {pipeline.extractor.name} nor {pipeline.loader.name} reported a per-stream "
+            "record count (Singer SDK record_count metrics)"
+        )
     if result.duration is not None:
         metadata["meltano/sync_duration_seconds"] = MetadataValue.float(result.duration.seconds)
     if result.bookmark:
@@ -187,9 +195,10 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                         log(update.level, update.plugin, update.message)
                     elif isinstance(update, run_use_case.StreamUpdate):
                         key = stream_keys.get(update.result.stream)
-                        if key is not None and str(update.result.status) == "SUCCEEDED":
+                        if key is not None and update.result.status is StreamStatus.SUCCEEDED:
                             yield MaterializeResult(
-                                asset_key=key, metadata=stream_metadata(update.execution, update.result)
+                                asset_key=key,
+                                metadata=stream_metadata(pipeline, update.execution, update.result),
                             )
                     elif isinstance(update, run_use_case.ExecutionUpdate):
                         execution = update.execution
@@ -199,20 +208,30 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             log.flush()
             ctx.close()
         assert execution is not None
-        if execution.warnings:
-            for warning in execution.warnings:
-                context.log.warning(warning)
+        for warning in execution.warnings:
+            context.log.warning(warning)
+        if execution.regression_warnings:
             for stream, key in stream_keys.items():
                 if stream in execution.results:
                     yield AssetObservation(
                         asset_key=key,
                         metadata={
-                            "meltano/state_warnings": MetadataValue.json(list(execution.warnings)),
+                            "meltano/state_warnings": MetadataValue.json(list(execution.regression_warnings)),
                             "meltano/execution_id": MetadataValue.text(execution.id),
                         },
                     )
-        if str(execution.status) != "SUCCEEDED":
-            failed = [s for s, r in execution.results.items() if str(r.status) != "SUCCEEDED"]
+        missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
+        if execution.status is ExecutionStatus.SUCCEEDED and missing:
+            # The run did what it could, but streams asked for do not exist: the step must say so.
+            raise Failure(
+                description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
+                metadata={
+                    "meltano/execution_id": execution.id,
+                    "meltano/missing_streams": ", ".join(missing),
+                },
+            )
+        if execution.status is not ExecutionStatus.SUCCEEDED:
+            failed = [s for s, r in execution.results.items() if r.status is not StreamStatus.SUCCEEDED]
             raise Failure(
                 description=f"{pipeline.id}: {execution.status}: {execution.error}",
                 metadata={

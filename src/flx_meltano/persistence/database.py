@@ -21,7 +21,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SCHEMA = "flx"
 # The newest migration; a test checks it against Alembic's head. Knowing it here lets every
 # process check its store with one query, without importing Alembic (0.4 s) unless it migrates.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # Any constant will do: it only has to be the same in every process that migrates this store.
 MIGRATION_LOCK_KEY = 0x464C58  # "FLX"
 

@@ -54,7 +54,7 @@ stream_results = sa.Table(
     ),
     sa.Column("stream", sa.Text, primary_key=True),
     sa.Column("status", sa.Text, nullable=False),
-    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("records", sa.BigInteger),  # NULL: no plugin reported a count
     sa.Column("duration_seconds", sa.Float),
     sa.Column("bookmark", JSONB),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
