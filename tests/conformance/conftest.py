@@ -1,9 +1,10 @@
 """Conformance fixtures: the third-party plugin project, a seeded source database, isolated sandboxes.
 
 The project (tests/conformance/project) is installed once per checkout by ``make conformance-plugins``
-and shared by every test. A sandbox is one isolated way of running it: its own flx store, Meltano
-system database (so its own Singer state), warehouse database and JSONL directory, all passed
-through environment variables, never through files of the project.
+and shared by every test. A sandbox is one isolated way of running it: its own database (the flx
+store in schema ``flx``, the warehouse in the loaders' schemas), Meltano system database (so its own
+Singer state) and JSONL directory, all passed through environment variables, never through files of
+the project. One database rather than two because CREATE/DROP DATABASE costs about a second each.
 """
 
 from __future__ import annotations
@@ -180,8 +181,7 @@ class Sandbox:
 
     project: Path
     source: Source
-    store_db: str
-    warehouse_db: str
+    database: str  # the flx store (schema flx) and the warehouse (schemas raw, masked) in one
     system_db: Path
     jsonl_dir: Path
     env: dict[str, str] = field(default_factory=dict)
@@ -192,7 +192,7 @@ class Sandbox:
 
     @property
     def store_url(self) -> str:
-        return self.endpoint.store_url(self.store_db)
+        return self.endpoint.store_url(self.database)
 
     def settings(self) -> Settings:
         """Settings for the Python API over this sandbox."""
@@ -249,10 +249,10 @@ class Sandbox:
         return json.loads(self.meltano("state", "get", state_id).stdout)
 
     def warehouse(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        return self.endpoint.fetch(self.warehouse_db, sql, params)
+        return self.endpoint.fetch(self.database, sql, params)
 
     def store(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        return self.endpoint.fetch(self.store_db, sql, params)
+        return self.endpoint.fetch(self.database, sql, params)
 
     def columns(self, schema: str, table: str) -> list[str]:
         rows = self.warehouse(
@@ -299,19 +299,17 @@ def new_sandbox(tmp_path_factory: pytest.TempPathFactory, source: Source) -> Ite
         sandbox = Sandbox(
             project=project,
             source=source,
-            store_db=f"flx_conf_store_{tag}",
-            warehouse_db=f"flx_conf_wh_{tag}",
+            database=f"flx_conf_{tag}",
             system_db=root / "meltano.db",
             jsonl_dir=root / "jsonl",
         )
         made.append(sandbox)
-        for name in (sandbox.store_db, sandbox.warehouse_db):
-            source.endpoint.create(name)
+        source.endpoint.create(sandbox.database)
         database.ready_engine(sandbox.store_url)
         sandbox.jsonl_dir.mkdir()
         sandbox.env = {
             **source.env(),
-            "CONFORMANCE_WAREHOUSE_URL": source.endpoint.plugin_url(sandbox.warehouse_db),
+            "CONFORMANCE_WAREHOUSE_URL": source.endpoint.plugin_url(sandbox.database),
             "CONFORMANCE_JSONL_DIR": str(sandbox.jsonl_dir),
             "MELTANO_DATABASE_URI": f"sqlite:///{sandbox.system_db}",
             "FLX_DATABASE_URL": sandbox.store_url,
@@ -323,8 +321,7 @@ def new_sandbox(tmp_path_factory: pytest.TempPathFactory, source: Source) -> Ite
 
     yield make
     for sandbox in made:
-        for name in (sandbox.store_db, sandbox.warehouse_db):
-            sandbox.endpoint.drop(name)
+        sandbox.endpoint.drop(sandbox.database)
 
 
 def throwaway_project(root: Path, edit: Callable[[str], str]) -> Path:
@@ -358,6 +355,12 @@ def table_cells(output: str, marker: str) -> list[list[str]]:
         for line in output.splitlines()
         if marker in line and "│" in line
     ]
+
+
+def table_header(output: str) -> list[str]:
+    """The column names of the first rich table printed by flx-meltano."""
+    line = next(line for line in output.splitlines() if "┃" in line)
+    return [cell.strip() for cell in line.split("┃")[1:-1]]
 
 
 def specs_by_stream(defs: Any, loader: str) -> dict[str, Any]:
