@@ -384,6 +384,16 @@ def row_counts(result: Any) -> dict[str, Any]:
     }
 
 
+def dagster_failures(result: Any) -> str:
+    """The step failures of a Dagster result, for assertion messages."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = getattr(event.event_specific_data, "error", None)
+            lines.append(f"{event.step_key}: {error.message if error else event.message}")
+    return "\n".join(lines) or "no step failed"
+
+
 def materializations(result: Any) -> dict[str, Mapping[str, Any]]:
     """Metadata of each materialization, by asset key path."""
     return {

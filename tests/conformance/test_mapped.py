@@ -19,6 +19,7 @@ from tests.conformance.conftest import (
     PLAIN_STATE_ID,
     Run,
     Sandbox,
+    dagster_failures,
     materializations,
     specs_by_stream,
     table_cells,
@@ -77,7 +78,7 @@ def test_cli_run_loads_the_table_without_the_mapped_out_column(cli: CliRun):
 
 
 def test_dagster_job_of_the_mapped_chain_succeeds_with_row_counts(dagster: DagsterRun):
-    assert dagster.result.success
+    assert dagster.result.success, dagster_failures(dagster.result)
     streams = {"/".join(spec.key.path): stream for stream, spec in dagster.specs.items()}
     counts = {
         streams[key]: metadata["dagster/row_count"].value

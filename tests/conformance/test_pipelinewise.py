@@ -21,6 +21,7 @@ from tests.conformance.conftest import (
     PIPELINEWISE_STATE_ID,
     Run,
     Sandbox,
+    dagster_failures,
     materializations,
     specs_by_stream,
     table_cells,
@@ -102,7 +103,7 @@ def test_unknown_counts_show_as_a_question_mark(cli: CliRun):
 
 
 def test_dagster_materializes_every_stream_and_writes_every_source_row(dagster: DagsterRun):
-    assert dagster.result.success
+    assert dagster.result.success, dagster_failures(dagster.result)
     assert set(materializations(dagster.result)) == {
         "/".join(spec.key.path) for spec in dagster.specs.values()
     }

@@ -16,6 +16,7 @@ from tests.conformance.conftest import (
     PLAIN_STATE_ID,
     Sandbox,
     Source,
+    dagster_failures,
     materializations,
     specs_by_stream,
 )
@@ -69,7 +70,7 @@ def _execution(sandbox: Sandbox, result: Any) -> PipelineExecution:
 
 
 def test_materializing_every_stream_reports_its_row_count(runs: Materialized):
-    assert runs.full.success
+    assert runs.full.success, dagster_failures(runs.full)
     assert runs.counts(runs.full) == {"public-events": EVENTS, "public-customers": CUSTOMERS}
     execution = _execution(runs.sandbox, runs.full)
     assert (execution.pipeline_id, execution.status, execution.trigger) == (
@@ -85,7 +86,7 @@ def test_materializing_every_stream_reports_its_row_count(runs: Materialized):
 
 
 def test_materializing_one_stream_runs_only_that_stream_from_its_bookmark(runs: Materialized):
-    assert runs.subset.success
+    assert runs.subset.success, dagster_failures(runs.subset)
     assert runs.counts(runs.subset) == {"public-events": CHANGED}
     execution = _execution(runs.sandbox, runs.subset)
     assert execution.streams == ("public-events",)
