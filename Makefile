@@ -9,11 +9,13 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-jsonlines/pyproject.toml
+# The conformance suite's project of third-party plugins from PyPI (tests/conformance).
+CONFORMANCE := tests/conformance/project
 
-.PHONY: help setup demo jobs test lint bench lock clean-db
+.PHONY: help setup conformance-plugins demo jobs test lint bench lock clean-db
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,15 @@ $(VENV)/.installed: $(UV) requirements.lock pyproject.toml
 setup: $(VENV)/.installed .meltano/.installed .meltano/.compiled  ## Virtual environment, packages, Meltano plugins, store
 	$(BIN)/flx-meltano db start
 
+# Installed once per checkout (uv; seconds when its cache is warm), shared by every conformance test,
+# and byte-compiled for the same reason as the reference project's plugins.
+$(CONFORMANCE)/.meltano/.installed: $(VENV)/.installed $(CONFORMANCE)/meltano.yml
+	cd $(CONFORMANCE) && $(CURDIR)/$(BIN)/meltano install
+	$(BIN)/python -m compileall -q -j 0 $(CONFORMANCE)/.meltano/*/*/venv/lib > /dev/null || true
+	touch $@
+
+conformance-plugins: $(CONFORMANCE)/.meltano/.installed  ## Install the conformance project's third-party plugins
+
 demo: setup  ## The main job: Dagster UI and daemon over this Meltano project (embedded PostgreSQL)
 	bash scripts/dagster-dev.sh
 
@@ -47,7 +58,7 @@ jobs: setup  ## Run the reference Meltano jobs once through flx-meltano (no Dags
 browser:  ## Headless Chromium for the UI test (Debian packages, as root; skipped when present)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-test: setup browser  ## Lint, type-check, import contracts, then the whole test suite
+test: setup conformance-plugins browser  ## Lint, type-check, import contracts, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
