@@ -39,8 +39,8 @@ def test_the_package_a_loader_is_installed_from(pip_url, package):
         ({}, "public-events", StreamDestination("events", "public")),
         ({}, "db-sales-Orders", StreamDestination("Orders", "sales")),
         ({}, "customers", StreamDestination("customers", None)),
-        # A schema given by an environment variable is not known at definition time.
-        ({"default_target_schema": "$WAREHOUSE_SCHEMA"}, "public-events", StreamDestination("events", None)),
+        # A schema given by an environment variable that is not set here is not known.
+        ({"default_target_schema": "$FLX_TEST_UNSET_SCHEMA"}, "public-events", StreamDestination("events", None)),
     ],
 )
 def test_meltanolabs_target_postgres_tables(config, stream, expected):
@@ -67,6 +67,15 @@ def test_file_targets_write_a_file_per_stream():
     assert destination_of(jsonl, "public-events", "/p") == StreamDestination(path="/data/out/public-events.jsonl")
     ours = loader("-e ./targets/target-jsonlines", destination_path="$MELTANO_PROJECT_ROOT/output/jsonl")
     assert destination_of(ours, "customers", "/proj") == StreamDestination(path="/proj/output/jsonl/customers.jsonl")
+
+
+def test_environment_variables_in_settings_are_expanded_as_meltano_does(monkeypatch):
+    monkeypatch.setenv("FLX_TEST_SCHEMA", "analytics")
+    monkeypatch.setenv("FLX_TEST_DIR", "/data")
+    target = loader("meltanolabs-target-postgres", default_target_schema="${FLX_TEST_SCHEMA}")
+    assert destination_of(target, "public-events", "/p") == StreamDestination("events", "analytics")
+    files = loader("target-jsonl", destination_path="$FLX_TEST_DIR/jsonl")
+    assert destination_of(files, "s", "/p") == StreamDestination(path="/data/jsonl/s.jsonl")
 
 
 def test_a_timestamped_file_or_an_unknown_loader_has_no_known_destination():

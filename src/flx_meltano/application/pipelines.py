@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flx_meltano.domain.pipeline import Pipeline
@@ -15,8 +16,13 @@ class UnknownTarget(LookupError):
     """Nothing in meltano.yml is called that."""
 
 
-def definition_for(project: ProjectModel, block: ExtractLoad, environment: str) -> PipelineDefinition:
-    """The pipeline of one extract-load block, with the streams its select rules choose."""
+def definition_for(
+    project: ProjectModel, block: ExtractLoad, environment: str, env: Mapping[str, str] | None = None
+) -> PipelineDefinition:
+    """The pipeline of one extract-load block, with the streams its select rules choose.
+
+    ``env``: the environment meltano will run with (where the loader writes may depend on it).
+    """
     extractor = project.plugin(block.extractor, PluginType.EXTRACTOR)
     loader = project.plugin(block.loader, PluginType.LOADER)
     mappers = tuple(project.mapper_of(mapping) for mapping in block.mappings)
@@ -34,14 +40,16 @@ def definition_for(project: ProjectModel, block: ExtractLoad, environment: str) 
         streams=streams,
         jobs=jobs,
         mappings=block.mappings,
-        destinations={stream: destination_of(loader, stream, project.root) for stream in streams},
+        destinations={stream: destination_of(loader, stream, project.root, env) for stream in streams},
     )
 
 
-def all_pipelines(project: ProjectModel, environment: str | None = None) -> list[PipelineDefinition]:
+def all_pipelines(
+    project: ProjectModel, environment: str | None = None, env: Mapping[str, str] | None = None
+) -> list[PipelineDefinition]:
     """Every extract-load pipeline named by a job or schedule, in file order."""
-    env = environment or project.environment
-    return [definition_for(project, block, env) for block in project.extract_loads()]
+    chosen = environment or project.environment
+    return [definition_for(project, block, chosen, env) for block in project.extract_loads()]
 
 
 def unmatched_select_rules(project: ProjectModel) -> list[UnmatchedRule]:

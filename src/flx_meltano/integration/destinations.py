@@ -9,6 +9,7 @@ file per stream under their destination directory. Anything else is UNKNOWN_DEST
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
@@ -49,28 +50,35 @@ def package_name(plugin: Plugin) -> str:
     return match.group(0).lower() if match else plugin.name.lower()
 
 
-def _setting(plugin: Plugin, name: str) -> Any:
-    """A literal config value; values that reference environment variables are not known here."""
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _setting(plugin: Plugin, name: str, project_root: str, env: Mapping[str, str]) -> Any:
+    """A config value with ``$VAR`` references expanded as Meltano would (the run's environment,
+    ``MELTANO_PROJECT_ROOT``); None when a variable it names is not set."""
     value = plugin.config.get(name)
-    return None if isinstance(value, str) and value.startswith("$") else value
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    environ = {**env, "MELTANO_PROJECT_ROOT": project_root}
+    names = [a or b for a, b in _ENV_REFERENCE.findall(value)]
+    if any(not environ.get(var) for var in names):
+        return None
+    return _ENV_REFERENCE.sub(lambda m: environ[m.group(1) or m.group(2)], value)
 
 
-def _expand_root(value: str, project_root: str) -> str:
-    for spelling in ("${MELTANO_PROJECT_ROOT}", "$MELTANO_PROJECT_ROOT"):
-        value = value.replace(spelling, project_root)
-    return value
+_Rule = Callable[[Plugin, str, str, Mapping[str, str]], StreamDestination]
 
 
-def _sql(
-    conform: Callable[[str], str], *, schema_mapping: bool = False
-) -> Callable[[Plugin, str, str], StreamDestination]:
-    def destination(plugin: Plugin, stream: str, project_root: str) -> StreamDestination:
+def _sql(conform: Callable[[str], str], *, schema_mapping: bool = False) -> _Rule:
+    def destination(
+        plugin: Plugin, stream: str, project_root: str, env: Mapping[str, str]
+    ) -> StreamDestination:
         parts = stream.split("-")
         table = conform(parts[-1])
-        schema = _setting(plugin, "default_target_schema")
+        schema = _setting(plugin, "default_target_schema", project_root, env)
         source_schema = parts[-2] if len(parts) in (2, 3) else None
         if schema_mapping and source_schema is not None:
-            mapping = _setting(plugin, "schema_mapping")
+            mapping = _setting(plugin, "schema_mapping", project_root, env)
             entry = mapping.get(source_schema) if isinstance(mapping, Mapping) else None
             if isinstance(entry, Mapping) and isinstance(entry.get("target_schema"), str):
                 schema = entry["target_schema"]
@@ -81,12 +89,11 @@ def _sql(
     return destination
 
 
-def _file(setting: str, suffix: str) -> Callable[[Plugin, str, str], StreamDestination]:
-    def destination(plugin: Plugin, stream: str, project_root: str) -> StreamDestination:
-        directory = _setting(plugin, setting)
-        raw = plugin.config.get(setting)
-        if directory is None and isinstance(raw, str) and "MELTANO_PROJECT_ROOT" in raw:
-            directory = _expand_root(raw, project_root)
+def _file(setting: str, suffix: str) -> _Rule:
+    def destination(
+        plugin: Plugin, stream: str, project_root: str, env: Mapping[str, str]
+    ) -> StreamDestination:
+        directory = _setting(plugin, setting, project_root, env)
         if not isinstance(directory, str) or not directory:
             return UNKNOWN_DESTINATION
         return StreamDestination(path=str(PurePosixPath(directory) / f"{stream}{suffix}"))
@@ -95,7 +102,7 @@ def _file(setting: str, suffix: str) -> Callable[[Plugin, str, str], StreamDesti
 
 
 # By the package a loader is installed from; target-postgres conforms no names (identity).
-_RULES: Mapping[str, Callable[[Plugin, str, str], StreamDestination]] = {
+_RULES: Mapping[str, _Rule] = {
     "meltanolabs-target-postgres": _sql(_identity),
     "meltanolabs-target-snowflake": _sql(_sdk_conform),
     "target-duckdb": _sql(_sdk_conform),
@@ -108,12 +115,15 @@ _RULES: Mapping[str, Callable[[Plugin, str, str], StreamDestination]] = {
 }
 
 
-def destination_of(loader: Plugin, stream: str, project_root: str) -> StreamDestination:
+def destination_of(
+    loader: Plugin, stream: str, project_root: str, env: Mapping[str, str] | None = None
+) -> StreamDestination:
     """Where ``loader`` writes ``stream`` (UNKNOWN_DESTINATION for loaders flx does not know).
 
-    A file target whose ``do_timestamp_file`` is on writes a new file name per run: unknown.
+    ``env`` is the environment meltano runs with (default: this process's). A file target whose
+    ``do_timestamp_file`` is on writes a new file name per run: unknown.
     """
     rule = _RULES.get(package_name(loader))
     if rule is None or loader.config.get("do_timestamp_file") is True:
         return UNKNOWN_DESTINATION
-    return rule(loader, stream, project_root)
+    return rule(loader, stream, project_root, os.environ if env is None else env)

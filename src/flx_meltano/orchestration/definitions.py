@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -87,7 +88,7 @@ def build_definitions(
     project, env_name = ctx.project, ctx.environment
     translator = translator or DagsterMeltanoTranslator()
 
-    pipelines = all_pipelines(project, env_name)
+    pipelines = all_pipelines(project, env_name, {**os.environ, **(env or {})})
     for rule in unmatched_select_rules(project):  # its stream is left out of the assets
         logger.warning("%s; no asset for it", rule)
     _check_unique_keys(pipelines, translator)
