@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flx_meltano.domain.values import Duration
+
 # Piped output (logs, CI, ``| less``) has no terminal width: rich would squeeze tables into 80
 # columns and cut pipeline and execution ids. Give it room; a terminal or COLUMNS keeps its own.
 _PIPED_WIDTH = 200
@@ -33,6 +35,8 @@ def _default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, Duration):
+        return duration_seconds(value)
     if isinstance(value, Path):
         return str(value)
     if is_dataclass(value) and not isinstance(value, type):
@@ -49,6 +53,19 @@ def print_json(data: Any) -> None:
     elif isinstance(data, list) and data and is_dataclass(data[0]):
         data = [asdict(item) for item in data]
     print(json.dumps(data, default=_default, indent=2, sort_keys=False))
+
+
+UNKNOWN = "?"
+
+
+def count(value: int | None) -> int | str:
+    """A record count for a table: the number, or ``?`` when it is unknown (JSON keeps null)."""
+    return UNKNOWN if value is None else value
+
+
+def duration_seconds(duration: Duration | None) -> float | None:
+    """The one duration shape of every JSON output: seconds as a float, null when unknown."""
+    return float(duration.seconds) if duration is not None else None
 
 
 def cell(value: Any) -> str:
@@ -82,7 +99,7 @@ def print_table(
         numeric = bool(materialised) and all(
             isinstance(row[index], int | float) and not isinstance(row[index], bool)
             for row in materialised
-            if row[index] is not None
+            if row[index] is not None and row[index] != UNKNOWN
         )
         table.add_column(column, justify="right" if numeric else "left", style=(styles or {}).get(column))
     for row in materialised:

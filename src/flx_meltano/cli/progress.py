@@ -55,7 +55,7 @@ class LiveProgress:
     def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
         """Mark a stream done (or failed)."""
         row = self.rows.setdefault((execution.pipeline_id, result.stream), ["0", "0", "", "-"])
-        row[1] = f"{result.records:,}"
+        row[1] = "?" if result.records is None else f"{result.records:,}"
         row[2] = status_text(str(result.status))
         row[3] = str(result.duration) if result.duration else "-"
 

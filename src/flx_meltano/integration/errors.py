@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from flx_meltano.errors import FlxError
 
-class IntegrationError(Exception):
+
+class IntegrationError(FlxError):
     """Base class of errors raised while talking to Meltano or Singer."""
 
 
