@@ -370,7 +370,10 @@ def test_check_project_unknown_environment(tmp_path: Path) -> None:
     assert check.name == "meltano.yml"
     assert check.ok is False
     line = fixture_line("uninstalled", "environments:")
-    assert check.detail == f"meltano.yml:{line}: unknown environment 'prod'; meltano.yml defines dev"
+    assert check.detail == (
+        f"meltano.yml:{line}: unknown environment 'prod'; meltano.yml defines dev "
+        "(choose one with -e or FLX_ENVIRONMENT)"
+    )
 
 
 @pytest.mark.usefixtures("clean_flx_env")
