@@ -321,7 +321,10 @@ def restore_previous(
             None,
         )
         if match is None:
-            raise StateError(f"no earlier good state of {state_id!r} to restore")
+            raise StateError(
+                f"no earlier good state of {state_id!r} to restore; see its snapshots with "
+                f"'flx-meltano state list {state_id}' and restore one by id"
+            )
         return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
     if not newest.warnings or newest.state_before is None:
         raise StateError(
@@ -458,7 +461,8 @@ def import_(
         busy = sorted({e.pipeline_id for e in _lock_state_ids(uow, [s.state_id for s in states])})
         if busy and not force:
             raise ExecutionRunning(
-                f"executions of {', '.join(busy)} are RUNNING; importing now would race them"
+                f"executions of {', '.join(busy)} are RUNNING; importing now would race them "
+                "(wait, cancel them, or force)"
             )
         # Read under the lock: nobody writes these states until the commit.
         current = {s.state_id: ctx.state_store.get(s.state_id) for s in states}

@@ -244,11 +244,14 @@ def register(app: typer.Typer) -> None:
                         "started_at": m.started_at,
                         "execution_id": m.execution_id,
                         "execution_status": m.execution_status,
-                        "stream": m.result.stream,
-                        "status": str(m.result.status),
-                        "records": m.result.records,
-                        "duration_seconds": duration_seconds(m.result.duration),
-                        "bookmark": m.result.bookmark,
+                        "result": {
+                            "stream": m.result.stream,
+                            "records": m.result.records,
+                            "status": str(m.result.status),
+                            "duration_seconds": duration_seconds(m.result.duration),
+                            "bookmark": m.result.bookmark,
+                            "finished_at": m.result.finished_at,
+                        },
                     }
                     for m in rows
                 ]
