@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-3000}
 preset_dagster_url=${FLX_DAGSTER_PG_URL:-}
-eval "$(.venv/bin/flx-meltano db env)"
+eval "$(.venv/bin/flx-meltano db env --show-secrets)"
 if [ -n "$preset_dagster_url" ]; then export FLX_DAGSTER_PG_URL=$preset_dagster_url; fi
 export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/.meltano/flx/dagster_home}
 mkdir -p "$DAGSTER_HOME"

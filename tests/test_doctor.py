@@ -234,6 +234,40 @@ def test_unreachable_database_is_reported_without_its_password(tmp_path: Path) -
     assert "Traceback" not in result.stderr
 
 
+def test_an_unmigrated_store_is_a_warning_and_doctor_exits_0_on_warnings_only(
+    unmigrated_store_url: str,
+) -> None:
+    result = flx("doctor", cwd=REPO, FLX_DATABASE_URL=unmigrated_store_url)
+    out = result.stdout
+    assert has_line(
+        out,
+        rf"^warn database schema: at migration none, code expects {database.HEAD_REVISION}; "
+        "it is migrated on first use$",
+    ), out
+    assert not has_line(out, r"^FAIL database")
+    checks = json.loads(flx("doctor", "--json", cwd=REPO, FLX_DATABASE_URL=unmigrated_store_url).stdout)
+    schema = next(check for check in checks if check["name"] == "database schema")
+    assert (schema["ok"], schema["warning"]) == (True, True)
+    # Only warnings (and whatever else this machine lacks): the exit code follows the failures alone.
+    assert result.returncode == (0 if all(check["ok"] for check in checks) else 1)
+    assert has_line(out, r"1 warning\(s\)")
+    assert database.current_revision(database.engine_for(unmigrated_store_url)) is None
+
+
+def test_outside_a_project_doctor_says_so_and_starts_no_server(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = flx("doctor", cwd=empty)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert has_line(
+        result.stdout,
+        rf"^FAIL meltano\.yml: no meltano\.yml in {re.escape(str(empty))} or its parents; .*FLX_PROJECT_DIR",
+    )
+    assert has_line(result.stdout, r"^FAIL database: not checked: ")
+    assert list(empty.iterdir()) == []  # no .meltano/, no embedded server started here
+    assert "Traceback" not in result.stderr
+
+
 def test_healthy_setup_meltano_and_database_are_ok(module_store_url: str) -> None:
     result = flx("doctor", cwd=REPO, FLX_DATABASE_URL=module_store_url)
     out = result.stdout
@@ -251,9 +285,10 @@ def test_json_output_is_parseable(module_store_url: str) -> None:
     assert isinstance(checks, list)
     assert checks
     for check in checks:
-        assert set(check) == {"name", "ok", "detail", "fix"}
+        assert set(check) == {"name", "ok", "detail", "fix", "warning"}
         assert isinstance(check["name"], str)
         assert isinstance(check["ok"], bool)
+        assert isinstance(check["warning"], bool)
         assert isinstance(check["detail"], str)
         assert check["fix"] is None or isinstance(check["fix"], str)
         if not check["ok"]:
@@ -335,7 +370,10 @@ def test_check_project_unknown_environment(tmp_path: Path) -> None:
     assert check.name == "meltano.yml"
     assert check.ok is False
     line = fixture_line("uninstalled", "environments:")
-    assert check.detail == f"meltano.yml:{line}: unknown environment 'prod'; meltano.yml defines dev"
+    assert check.detail == (
+        f"meltano.yml:{line}: unknown environment 'prod'; meltano.yml defines dev "
+        "(choose one with -e or FLX_ENVIRONMENT)"
+    )
 
 
 @pytest.mark.usefixtures("clean_flx_env")
@@ -368,11 +406,13 @@ def test_check_database_reachable_but_never_migrated(tmp_path: Path, unmigrated_
     checks = check_database(settings_for(tmp_path, database_url=unmigrated_store_url))
     assert checks == [
         Check("database", True, f"{shown(unmigrated_store_url)} (FLX_DATABASE_URL)"),
+        # Every command migrates the store on first use: a warning that says so, not a failure.
         Check(
             "database schema",
-            False,
-            f"at migration none, code expects {database.HEAD_REVISION}",
-            "flx-meltano db migrate",
+            True,
+            f"at migration none, code expects {database.HEAD_REVISION}; it is migrated on first use",
+            "flx-meltano db migrate (to migrate it now)",
+            warning=True,
         ),
     ]
     # doctor only looks: the database is still unmigrated afterwards.

@@ -250,7 +250,15 @@ def _cli_filters_executions_and_shows_metrics(sandbox, store_url, first, second)
         (first.id, "SUCCEEDED"),
     ]
     assert [m["result"]["records"] for m in metrics] == [50, 100]
-    assert set(metrics[0]["result"]) == {"stream", "records", "status", "duration", "bookmark", "finished_at"}
+    assert set(metrics[0]["result"]) == {
+        "stream",
+        "records",
+        "status",
+        "duration_seconds",  # the one duration shape of every command's JSON
+        "bookmark",
+        "finished_at",
+    }
+    assert isinstance(metrics[0]["result"]["duration_seconds"], float)
     assert metrics[0]["result"]["bookmark"]["replication_key_value"].startswith("2024-01-02T12:00:00")
     table = flx(env, "metrics", FILES_PIPELINE)
     assert f"{FILES_PIPELINE} streams over time" in table

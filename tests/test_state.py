@@ -28,7 +28,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import aggregate, resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
-from flx_meltano.domain.errors import InvalidState
+from flx_meltano.domain.errors import InvalidOption, InvalidState
 from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.snapshots import SnapshotReason
@@ -287,11 +287,20 @@ def test_backup_one_pattern_all_dedup_label_and_unknown_id(state_backend):
     assert again.unchanged == [A, B, C]
     assert len(b.snapshots()) == 3
 
+    # A label names this moment: every state it covers gets a snapshot with that label, the
+    # unchanged ones too (once: again with the same label adds nothing).
     b.set(A, NEW)
     labelled = state_api.backup(label="after-change", settings=settings)
-    assert [(s.state_id, s.label, s.state) for s in labelled.taken] == [(A, "after-change", NEW)]
-    assert labelled.unchanged == [B, C]
-    assert len(b.snapshots()) == 4
+    assert [(s.state_id, s.label, s.state) for s in labelled.taken] == [
+        (A, "after-change", NEW),
+        (B, "after-change", NEW),
+        (C, "after-change", OTHER),
+    ]
+    assert labelled.unchanged == []
+    assert len(b.snapshots()) == 6
+    relabelled = state_api.backup(label="after-change", settings=settings)
+    assert (relabelled.taken, relabelled.unchanged) == ([], [A, B, C])
+    assert len(b.snapshots()) == 6
 
     # An unknown state id is refused, naming it, and nothing at all is snapshotted.
     b.set(A, OLD)
@@ -656,7 +665,7 @@ def test_export_import_round_trip(state_backend):
     assert b.live(A, B, C) == {A: OLD, B: NEW, C: OTHER}
     new_rows = b.snapshots()[len(before) :]
     assert [(sid, reason) for _, sid, reason, _ in new_rows] == [
-        (A, "pre-restore"),  # the altered live state of A, kept before overwriting it
+        (A, "pre-import"),  # the altered live state of A, kept before overwriting it
         (A, "import"),
         (B, "import"),
     ]
@@ -710,11 +719,15 @@ def test_prune_keeps_the_newest_per_state_id(state_backend):
     assert state_api.prune(1, older_than=cut.replace(tzinfo=None), settings=b.settings) == 2
     assert remaining(A) == [ids[3], ids[2]]
     assert state_api.prune(5, settings=b.settings) == 0
-    # keep_last=0 still keeps the newest snapshot of every state id.
-    assert state_api.prune(0, settings=b.settings) == 1
+    # keep_last below 1 is refused (the newest snapshot of every state id is always kept).
+    for keep_last in (0, -1):
+        with pytest.raises(InvalidOption, match=f"keep_last {keep_last}: .*give 1 or more"):
+            state_api.prune(keep_last, settings=b.settings)
+    assert remaining(A) == [ids[3], ids[2]]
+    assert state_api.prune(1, settings=b.settings) == 1
     assert remaining(A) == [ids[3]]
     assert len(remaining(B)) == 1
-    assert state_api.prune(0, settings=b.settings) == 0
+    assert state_api.prune(1, settings=b.settings) == 0
 
 
 # --- C. bad input: a clear error naming the item, and nothing written ----------------------------
@@ -763,6 +776,13 @@ def bad_files(good: Path, where: Path) -> dict[str, tuple[Path, str]]:
     files["no-singer-state"] = (
         _rewrite(doc, where / "no-singer-state.json", fix_file_checksum=True),
         r"states\[1\] \(dev:shop-b\).*singer_state",
+    )
+
+    doc = json.loads(text)
+    doc["states"][1]["state_id"] = "this is not a state id!"
+    files["not-a-state-id"] = (
+        _rewrite(doc, where / "not-a-state-id.json", fix_file_checksum=True),
+        r"not-a-state-id\.json: states\[1\]: 'this is not a state id!' is not a Meltano state id",
     )
 
     doc = json.loads(text)
@@ -933,7 +953,10 @@ def test_cli_tables_show_export_and_json_without_yes(state_backend):
     for result in refused:
         assert result.returncode == 2, (result.args, result.stdout, result.stderr)
         assert "needs --yes together with --json" in " ".join(result.stderr.split())
-        assert result.stdout == ""
+        # stdout holds the error as JSON, and nothing else.
+        error = json.loads(result.stdout)["error"]
+        assert error["type"] == "UsageError"
+        assert "needs --yes together with --json" in error["message"]
     assert b.snapshots() == before
     assert b.live(A, B) == {A: OLD, B: OTHER}
 
@@ -974,28 +997,127 @@ def test_cli_bad_input_exits_non_zero_naming_the_item_and_writes_nothing(state_b
     a_file = b.tmp / "a-regular-file"
     a_file.write_text("x\n")
 
-    cases: list[tuple[list[str], str]] = [
-        (["import", str(path), "--yes"], message) for path, message in bad_files(good, b.tmp / "bad").values()
+    # A bad file is failed work (exit 1); naming a snapshot or state id that does not exist is a
+    # usage error (exit 2).
+    cases: list[tuple[list[str], str, int]] = [
+        (["import", str(path), "--yes"], message, 1)
+        for path, message in bad_files(good, b.tmp / "bad").values()
     ]
     cases += [
-        (["restore", str(MISSING_SNAPSHOT), "--yes"], str(MISSING_SNAPSHOT)),
-        (["diff", str(snapshot.id), str(MISSING_SNAPSHOT), "--json"], str(MISSING_SNAPSHOT)),
-        (["backup", "dev:no-such-state", "--json"], "dev:no-such-state"),
-        (["export", str(b.tmp / "unknown.json"), "-s", "dev:no-such-state"], "dev:no-such-state"),
-        (["export", str(a_file / "export.json")], "a-regular-file/export.json"),
+        (["restore", str(MISSING_SNAPSHOT), "--yes"], str(MISSING_SNAPSHOT), 2),
+        (["diff", str(snapshot.id), str(MISSING_SNAPSHOT), "--json"], str(MISSING_SNAPSHOT), 2),
+        (["backup", "dev:no-such-state", "--json"], "dev:no-such-state", 2),
+        (["export", str(b.tmp / "unknown.json"), "-s", "dev:no-such-state"], "dev:no-such-state", 2),
+        (["export", str(a_file / "export.json")], "a-regular-file/export.json", 1),
     ]
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda case: b.cli(*case[0]), cases))
-    for (args, message), result in zip(cases, results, strict=True):
-        assert result.returncode == 1, (args, result.stdout, result.stderr)
+    for (args, message, code), result in zip(cases, results, strict=True):
+        assert result.returncode == code, (args, result.stdout, result.stderr)
         error = " ".join(result.stderr.split())  # undo rich's line wrapping
         assert "error:" in error, (args, result.stderr)
         assert re.search(message, error), (args, message, result.stderr)
+        assert "Traceback" not in result.stderr
 
     assert not (b.tmp / "unknown.json").exists()
     assert a_file.read_text() == "x\n"
     assert b.snapshots() == before_rows
     assert b.live(A, B) == before_live
+
+
+@only("systemdb-sqlite")
+def test_export_writes_only_a_new_path_or_a_regular_file(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD})
+    where = b.tmp / "targets"
+    where.mkdir()
+    regular = where / "regular.json"
+    regular.write_text("kept\n")
+    link = where / "link.json"
+    link.symlink_to(regular)
+    fifo = where / "fifo"
+    os.mkfifo(fifo)
+    directory = where / "a-directory"
+    directory.mkdir()
+    refused = {
+        Path("/dev/null"): "a character device",
+        link: "a symbolic link",
+        fifo: "a FIFO",
+        directory: "a directory",
+    }
+    for target, kind in refused.items():
+        with pytest.raises(state_backup.InvalidExportPath, match=f"{re.escape(str(target))}: it is {kind}"):
+            state_api.export(target, settings=b.settings)
+    cli = {target: b.cli("export", str(target)) for target in (link, fifo)}
+    for target, result in cli.items():
+        assert result.returncode == 2, (target, result.stdout, result.stderr)
+        assert f"refusing to export to {target}: it is {refused[target]}" in " ".join(result.stderr.split())
+    # Nothing replaced or followed, no temp file left; a regular file or a new path is written.
+    assert link.is_symlink()
+    assert regular.read_text() == "kept\n"
+    assert Path("/dev/null").is_char_device()
+    assert fifo.is_fifo()
+    assert list(directory.iterdir()) == []
+    assert sorted(p.name for p in where.iterdir()) == ["a-directory", "fifo", "link.json", "regular.json"]
+    state_api.export(regular, settings=b.settings)
+    state_api.export(where / "new.json", settings=b.settings)
+    for written in (regular, where / "new.json"):
+        assert [e["state_id"] for e in json.loads(written.read_text())["states"]] == [A]
+
+
+@only("systemdb-sqlite")
+def test_cli_import_dry_run_shows_the_diff_and_writes_nothing(state_backend):
+    b = state_backend
+    b.seed(**{A: OLD})
+    exported = state_api.export(b.tmp / "a.json", [A], settings=b.settings).path
+    b.set(A, NEW)
+    before = b.snapshots()
+    table, as_json = (
+        b.cli("import", str(exported), "--dry-run"),
+        b.cli("import", str(exported), "--dry-run", "--json"),
+    )
+    assert table.returncode == 0, table.stderr
+    text = " ".join(table.stdout.split())
+    assert f"would import {A}" in text
+    assert re.search(r"orders .*backward .*2024-01-02T00:00:00\+00:00 .*2024-01-01T00:00:00\+00:00", text), (
+        text
+    )
+    assert "would import 1 state(s)" in text
+    document = _json(as_json)
+    assert document["dry_run"] is True
+    assert {d["stream"]: d["change"] for d in document["changes"][A]} == {
+        "customers": "backward",
+        "orders": "backward",
+    }
+    assert b.live(A) == {A: NEW}
+    assert b.snapshots() == before
+
+
+@only("systemdb-sqlite")
+def test_the_readme_state_history_example_runs_as_written(state_backend, monkeypatch, tmp_path):
+    """The README's Python example, with its backup destination moved into the test's directory."""
+    b = state_backend
+    files = "dev:tap-shopsim-to-target-jsonlines"
+    b.seed(**{"prod:tap-shopsim-to-target-jsonlines": OLD, files: OLD})
+    state_api.backup(settings=b.settings)  # prod is unchanged when the example labels it
+    b.set(files, NEW)  # ... and the files pipeline has a good state to go back to
+    readme = (REPO / "README.md").read_text()
+    [example] = re.findall(r"## State history.*?```python\n(.*?)```", readme, flags=re.DOTALL)
+    backups = tmp_path / "backups" / "meltano-state"
+    assert "file:///backups/meltano-state" in example
+    code = example.replace("file:///backups/meltano-state", f"file://{backups}")
+    for key, value in {**b.sandbox_env, **b.env, "FLX_DATABASE_URL": b.store_url}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FLX_PROJECT_DIR", str(REPO))
+    monkeypatch.chdir(tmp_path)  # state.json lands here
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    report = namespace["report"]
+    assert [(s.state_id, s.label) for s in report.taken] == [
+        ("prod:tap-shopsim-to-target-jsonlines", "before-upgrade")
+    ]
+    assert (tmp_path / "state.json").exists()
+    assert b.live(files) == {files: OLD}  # restore_previous put the good state back
 
 
 @only("systemdb-sqlite")

@@ -23,6 +23,9 @@ _EXPORTS = {
     "cancel": "flx_meltano.api",
     "doctor": "flx_meltano.api",
     "RunOptions": "flx_meltano.application.run",
+    # Every error a user can cause is an FlxError; UsageError when the call itself was wrong.
+    "FlxError": "flx_meltano.errors",
+    "UsageError": "flx_meltano.errors",
     "Settings": "flx_meltano.settings",
     "build_definitions": "flx_meltano.orchestration",
     # The whole state API is the ``state`` module (``flx_meltano.state.diff``, ``.export``, ...);

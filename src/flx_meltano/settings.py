@@ -10,9 +10,18 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flx_meltano.errors import UsageError
+
+
+class ProjectNotFound(UsageError):
+    """No meltano.yml where flx-meltano looked: nothing that needs the project may start."""
+
 
 def find_project_dir(start: Path) -> Path:
-    """Return the nearest directory at or above ``start`` holding a meltano.yml (else ``start``)."""
+    """Return the nearest directory at or above ``start`` holding a meltano.yml (else ``start``).
+
+    ``Settings.require_project`` refuses the fallback, so nothing runs outside a project.
+    """
     for candidate in (start, *start.parents):
         if (candidate / "meltano.yml").is_file():
             return candidate
@@ -44,7 +53,25 @@ class Settings(BaseSettings):
     environment: str | None = None
     meltano_executable: str = Field(default_factory=default_meltano_executable)
 
+    def require_project(self) -> Path:
+        """The project directory; ProjectNotFound unless it holds a meltano.yml.
+
+        Called before anything that needs the project (reading meltano.yml, the embedded server
+        under ``.meltano/``): run outside a project, flx-meltano starts nothing there.
+        """
+        if (self.project_dir / "meltano.yml").is_file():
+            return self.project_dir
+        if "project_dir" in self.model_fields_set:
+            raise ProjectNotFound(
+                f"no meltano.yml in {self.project_dir} (given as the project directory, e.g. by "
+                "FLX_PROJECT_DIR); point it at the directory holding meltano.yml"
+            )
+        raise ProjectNotFound(
+            f"no meltano.yml in {self.project_dir} or its parents; run flx-meltano inside a Meltano "
+            "project, or set FLX_PROJECT_DIR"
+        )
+
     @cached_property
     def embedded_data_dir(self) -> Path:
-        """Where the embedded PostgreSQL server keeps its data."""
-        return self.project_dir.resolve() / ".meltano" / "flx" / "pgdata"
+        """Where the embedded PostgreSQL server keeps its data (inside the project only)."""
+        return self.require_project().resolve() / ".meltano" / "flx" / "pgdata"

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution
+from flx_meltano.errors import FlxError
 from flx_meltano.integration.processes import ask_to_stop, process_alive, this_host
+from flx_meltano.persistence.errors import NotFound
 
 
-class CannotCancel(RuntimeError):
+class CannotCancel(FlxError, RuntimeError):
     """The execution is not running here, or is not running at all."""
 
 
@@ -21,9 +23,14 @@ def cancel_execution(ctx: AppContext, execution_id: str) -> str:
     CANCELLED itself. An execution whose runner is already gone is marked CRASHED.
     """
     with ctx.unit_of_work() as uow:
-        execution = uow.executions.find(execution_id)
+        try:
+            execution = uow.executions.find(execution_id)
+        except NotFound as exc:
+            raise NotFound(
+                f"{exc}; list running ones with 'flx-meltano executions --status RUNNING'"
+            ) from None
     if not execution.status.is_active:
-        raise CannotCancel(f"execution {execution.id} is already {execution.status}")
+        raise CannotCancel(f"execution {execution.id} is already {execution.status}: nothing to cancel")
     if execution.dagster_run_id:
         raise CannotCancel(
             f"execution {execution.id} belongs to Dagster run {execution.dagster_run_id}: "

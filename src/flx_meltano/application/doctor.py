@@ -10,17 +10,23 @@ from flx_meltano.integration import meltano_cli
 from flx_meltano.integration.errors import IntegrationError, ProjectError
 from flx_meltano.integration.project_reader import read_project
 from flx_meltano.persistence import database
-from flx_meltano.settings import Settings
+from flx_meltano.persistence.errors import StoreError
+from flx_meltano.settings import ProjectNotFound, Settings
 
 
 @dataclass(frozen=True)
 class Check:
-    """One finding: what was checked, whether it is fine, what was seen, how to fix it."""
+    """One finding: what was checked, whether it is fine, what was seen, how to fix it.
+
+    ``ok`` False means something must be fixed (doctor exits 1); ``warning`` marks an ok finding
+    worth knowing (doctor still exits 0).
+    """
 
     name: str
     ok: bool
     detail: str
     fix: str | None = None
+    warning: bool = False
 
 
 def check_meltano(settings: Settings) -> Check:
@@ -40,7 +46,9 @@ def check_meltano(settings: Settings) -> Check:
 def check_project(settings: Settings) -> list[Check]:
     """Does meltano.yml parse, and is every plugin defined without Hub and installed?"""
     try:
-        project = read_project(settings.project_dir, settings.environment)
+        project = read_project(settings.require_project(), settings.environment)
+    except ProjectNotFound as exc:
+        return [Check("meltano.yml", False, str(exc), "cd into the Meltano project, or set FLX_PROJECT_DIR")]
     except ProjectError as exc:
         return [Check("meltano.yml", False, str(exc), "fix the file at the line named")]
     checks = [
@@ -91,15 +99,19 @@ def check_database(settings: Settings) -> list[Check]:
     """Can we reach the store, and is it migrated?"""
     try:
         location = database.locate(settings)
-    except Exception as exc:  # the embedded server failed to start: report why
+    except ProjectNotFound:
         return [
             Check(
                 "database",
                 False,
-                f"embedded PostgreSQL did not start: {exc}",
-                "flx-meltano db start",
+                "not checked: the embedded PostgreSQL lives in the project's .meltano/, and there is "
+                "no project here",
+                "set FLX_PROJECT_DIR (or FLX_DATABASE_URL for a server of your own)",
             )
         ]
+    except StoreError as exc:  # a bad FLX_DATABASE_URL, or the embedded server failed to start
+        fix = "correct FLX_DATABASE_URL, or unset it" if settings.database_url else "flx-meltano db start"
+        return [Check("database", False, str(exc), fix)]
     health = database.check_store(location.store_url)
     kind = "embedded PostgreSQL" if location.embedded else "FLX_DATABASE_URL"
     if not health.reachable:
@@ -113,12 +125,15 @@ def check_database(settings: Settings) -> list[Check]:
     if health.migrated:
         checks.append(Check("database schema", True, f"at migration {health.current_revision}"))
     else:
+        # Every command migrates the store on first use: an unmigrated one is not broken.
         checks.append(
             Check(
                 "database schema",
-                False,
-                f"at migration {health.current_revision or 'none'}, code expects {health.head_revision}",
-                "flx-meltano db migrate",
+                True,
+                f"at migration {health.current_revision or 'none'}, code expects {health.head_revision}; "
+                "it is migrated on first use",
+                "flx-meltano db migrate (to migrate it now)",
+                warning=True,
             )
         )
     return checks

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.plugins import PluginType
 from flx_meltano.domain.project import Command, ExtractLoad, PipelineDefinition, ProjectModel
+from flx_meltano.errors import UsageError, choices
 from flx_meltano.integration.catalog import UnmatchedRule, known_catalog, streams_for, unmatched_rules
 from flx_meltano.integration.destinations import destination_of
 
 
-class UnknownTarget(LookupError):
+class UnknownTarget(UsageError, LookupError):
     """Nothing in meltano.yml is called that."""
 
 
@@ -118,5 +119,26 @@ def resolve(project: ProjectModel, target: str, environment: str | None = None) 
             return [Step(pipeline=definition_for(project, block, env))]
         except KeyError:
             pass
-    known = sorted(names) + [d.id for d in all_pipelines(project, env)]
-    raise UnknownTarget(f"no job or pipeline {target!r} in meltano.yml; known: {', '.join(known)}")
+    raise UnknownTarget(_unknown_target(project, target, env, sorted(names)))
+
+
+def _unknown_target(project: ProjectModel, target: str, env: str, jobs: list[str]) -> str:
+    """Why ``target`` names nothing, and what does exist (another environment's pipeline: say so)."""
+    pipelines = [d.id for d in all_pipelines(project, env)]
+    prefix, colon, rest = target.partition(":")
+    if colon and prefix != env:
+        if prefix in project.environments:
+            if f"{env}:{rest}" in pipelines:
+                return (
+                    f"pipeline {target!r} is of environment {prefix!r}, but the active environment is "
+                    f"{env!r}: run it with '-e {prefix}' (or FLX_ENVIRONMENT={prefix})"
+                )
+        elif not any(ch in target for ch in " /"):
+            return (
+                f"no environment {prefix!r} in meltano.yml, so no pipeline {target!r}; "
+                f"environments: {choices(project.environments)}"
+            )
+    return (
+        f"no job or pipeline {target!r} in meltano.yml (environment {env}); "
+        f"jobs: {choices(jobs)}; pipelines: {choices(pipelines)}"
+    )

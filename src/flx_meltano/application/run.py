@@ -14,11 +14,13 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import Step, aggregate, resolve
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
+from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
-from flx_meltano.domain.values import ExecutionStatus, Trigger
+from flx_meltano.domain.values import ExecutionStatus, StateStrategy, Trigger
+from flx_meltano.errors import FlxError
 from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.processes import this_host, this_pid
 from flx_meltano.integration.run_events import BlockCompleted, LogRecord
@@ -57,31 +59,41 @@ class SilentObserver:
         """Ignore."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunOptions:
-    """How to run.
+    """How to run; validated when built, so a bad option is refused before anything is written.
 
     Attributes:
         streams: only these streams (None: the pipeline's selected streams).
+        state_strategy: Meltano's --state-strategy; a string is parsed (InvalidOption if unknown).
         force: start even if an execution of the same state id is RUNNING.
+        timeout_seconds: cancel the run after this long (more than 0; None: no limit).
         env: extra environment for meltano (e.g. plugin settings as env vars).
     """
 
     streams: tuple[str, ...] | None = None
     trigger: Trigger = Trigger.CLI
     full_refresh: bool = False
-    state_strategy: str | None = None
+    state_strategy: StateStrategy | str | None = None
     force: bool = False
     timeout_seconds: float | None = None
     dagster_run_id: str | None = None
     execution_id: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.state_strategy is not None and not isinstance(self.state_strategy, StateStrategy):
+            object.__setattr__(self, "state_strategy", StateStrategy.parse(self.state_strategy))
+        if self.timeout_seconds is not None and not self.timeout_seconds > 0:
+            raise InvalidOption(
+                f"timeout {self.timeout_seconds:g}s: a timeout must be more than 0 seconds (or none)"
+            )
+
 
 CANCELLED_REASON = "cancelled; meltano and its plugins were stopped"
 
 
-class CommandFailed(RuntimeError):
+class CommandFailed(FlxError, RuntimeError):
     """A command block (e.g. ``dbt-postgres:run``) failed."""
 
 

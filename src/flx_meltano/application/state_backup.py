@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,13 +16,14 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
-from flx_meltano.domain.errors import InvalidStateId
+from flx_meltano.domain.errors import InvalidOption, InvalidStateId
 from flx_meltano.domain.events import StateRestored
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
+from flx_meltano.errors import FlxError, UsageError, choices
 from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
@@ -28,12 +31,20 @@ from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 Progress = Callable[[int, int], None]
 
 
-class StateError(Exception):
+class StateError(FlxError):
     """A state operation was refused or named something that does not exist."""
 
 
-class UnknownStateId(StateError, LookupError):
+class UnknownStateId(StateError, UsageError, LookupError):
     """No state is stored for that state id."""
+
+
+class UnknownSnapshot(StateError, UsageError, LookupError):
+    """No snapshot has that id."""
+
+
+class InvalidExportPath(StateError, UsageError):
+    """An export would replace something that is not a regular file (a device, FIFO, symlink, directory)."""
 
 
 class ExecutionRunning(StateError):
@@ -71,7 +82,10 @@ def _live_states(
         if state is not None:
             states[state_id] = state
         elif state_ids:
-            raise UnknownStateId(f"no state for state id {state_id!r} in {store.backend_label}")
+            raise UnknownStateId(
+                f"no state for state id {state_id!r} in {store.backend_label}; "
+                f"state ids there: {choices(store.state_ids())}"
+            )
         if progress:
             progress(done, len(ids))
     return states
@@ -86,12 +100,19 @@ def backup(
 ) -> BackupReport:
     """Snapshot one, many (glob ``pattern``) or all state ids; unchanged states make no snapshot.
 
-    ``progress(done, total)`` is called as each state id is read.
+    A ``label`` names this moment, so with one an unchanged state gets a labelled snapshot too,
+    unless its newest snapshot already carries that label: ``report.taken`` holds every state
+    the label now names. ``progress(done, total)`` is called as each state id is read.
     """
     live = _live_states(ctx.state_store, state_ids, pattern, progress)
     with ctx.unit_of_work() as uow:
         latest = uow.snapshots.latest_checksums(list(live))
         changed = {sid: st for sid, st in live.items() if latest.get(sid) != st.checksum}
+        if label is not None:
+            for sid, st in live.items():
+                newest = None if sid in changed else uow.snapshots.latest(sid)
+                if newest is not None and newest.label != label:
+                    changed[sid] = st
         taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=_now(), label=label)
         uow.commit()
     return BackupReport(taken=taken, unchanged=sorted(set(live) - set(changed)))
@@ -110,12 +131,12 @@ def list_snapshots(
 
 
 def get(ctx: AppContext, snapshot_id: int) -> StateSnapshot:
-    """One snapshot; StateError naming the id when there is none."""
+    """One snapshot; UnknownSnapshot naming the id when there is none."""
     with ctx.unit_of_work() as uow:
         try:
             return uow.snapshots.get(snapshot_id)
         except NotFound as exc:
-            raise StateError(str(exc)) from None
+            raise UnknownSnapshot(f"{exc}; list snapshots with 'flx-meltano state list'") from None
 
 
 def latest(ctx: AppContext, state_id: str) -> StateSnapshot | None:
@@ -300,7 +321,10 @@ def restore_previous(
             None,
         )
         if match is None:
-            raise StateError(f"no earlier good state of {state_id!r} to restore")
+            raise StateError(
+                f"no earlier good state of {state_id!r} to restore; see its snapshots with "
+                f"'flx-meltano state list {state_id}' and restore one by id"
+            )
         return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
     if not newest.regression_warnings or newest.state_before is None:
         raise StateError(
@@ -341,9 +365,12 @@ def export(
 ) -> ExportReport:
     """Write the live states to a versioned JSON file (atomically: all or nothing).
 
-    ``progress(done, total)`` is called as each state id is read.
+    Only a new path or a regular file is written: a directory, symlink, device, FIFO or socket
+    there is refused (InvalidExportPath) before anything is read. ``progress(done, total)`` is
+    called as each state id is read.
     """
     target = Path(path)
+    _check_export_target(target)
     live = _live_states(ctx.state_store, state_ids, pattern, progress)
     text = state_file.render(
         [state_file.ExportedState(sid, st) for sid, st in sorted(live.items())],
@@ -372,6 +399,34 @@ def export(
     return ExportReport(target, sorted(live))
 
 
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_export_target(target: Path) -> None:
+    """InvalidExportPath unless ``target`` is absent or a regular file (never followed if a link)."""
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # e.g. a parent that is a regular file: reported when writing
+        if isinstance(exc, NotADirectoryError):
+            return
+        raise StateError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise InvalidExportPath(
+        f"refusing to export to {target}: it is {kind}; export to a new path or a regular file"
+    )
+
+
 @dataclass(frozen=True)
 class ImportReport:
     """What an import wrote (or, with dry_run, would write)."""
@@ -398,6 +453,7 @@ def import_(
     except OSError as exc:
         raise StateError(f"cannot read {source}: {exc.strerror or exc}") from None
     states = state_file.parse(text, where=str(source))
+    _check_state_ids(states, where=str(source))
     if dry_run:
         changes = {s.state_id: diff_states(ctx.state_store.get(s.state_id), s.state) for s in states}
         return ImportReport(source, changes, True)
@@ -405,14 +461,15 @@ def import_(
         busy = sorted({e.pipeline_id for e in _lock_state_ids(uow, [s.state_id for s in states])})
         if busy and not force:
             raise ExecutionRunning(
-                f"executions of {', '.join(busy)} are RUNNING; importing now would race them"
+                f"executions of {', '.join(busy)} are RUNNING; importing now would race them "
+                "(wait, cancel them, or force)"
             )
         # Read under the lock: nobody writes these states until the commit.
         current = {s.state_id: ctx.state_store.get(s.state_id) for s in states}
         for entry in states:
             before = current[entry.state_id]
             if before is not None and before.checksum != entry.state.checksum:
-                snapshot_if_changed(uow, entry.state_id, before, SnapshotReason.PRE_RESTORE)
+                snapshot_if_changed(uow, entry.state_id, before, SnapshotReason.PRE_IMPORT)
         with _put_back_on_failure(ctx.state_store, current) as written:
             for done, entry in enumerate(states, start=1):
                 written.append(entry.state_id)
@@ -424,6 +481,20 @@ def import_(
             uow.commit()
     changes = {s.state_id: diff_states(current[s.state_id], s.state) for s in states}
     return ImportReport(source, changes, False)
+
+
+# Meltano's state ids: <environment>:<name>[:<suffix>] (a pipeline's name is <tap>-to-<target>).
+_STATE_ID_TEXT = re.compile(r"^[A-Za-z0-9_.@-]+:[A-Za-z0-9_.@-]+(?::[^:\s]+)?$")
+
+
+def _check_state_ids(states: Sequence[state_file.ExportedState], *, where: str) -> None:
+    """InvalidStateFile naming the item and the id of the first entry that is no state id."""
+    for index, entry in enumerate(states):
+        if not _STATE_ID_TEXT.match(entry.state_id):
+            raise state_file.InvalidStateFile(
+                f"{where}: states[{index}]: {entry.state_id!r} is not a Meltano state id: expected "
+                "<environment>:<extractor>-to-<loader>[:<suffix>]"
+            )
 
 
 def masked_uri(uri: str) -> str:
@@ -454,9 +525,14 @@ def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress 
 def prune(ctx: AppContext, keep_last: int, older_than: datetime | None = None) -> int:
     """Delete snapshots beyond the newest ``keep_last`` per state id (and older than ``older_than``).
 
-    The newest snapshot of every state id is always kept; ``older_than`` without a time zone is UTC.
+    The newest snapshot of every state id is always kept (``keep_last`` below 1 is refused);
+    ``older_than`` without a time zone is UTC.
     """
-    keep = max(keep_last, 1)
+    if keep_last < 1:
+        raise InvalidOption(
+            f"keep_last {keep_last}: at least 1 snapshot per state id is always kept; give 1 or more"
+        )
+    keep = keep_last
     older_than = _aware(older_than)
     with ctx.unit_of_work() as uow:
         doomed: list[int] = []

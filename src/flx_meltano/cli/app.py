@@ -1,16 +1,20 @@
-"""The ``flx-meltano`` command: version, doctor, database and (in submodules) everything else."""
+"""The ``flx-meltano`` command: global options, doctor, and (in submodules) everything else."""
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
 from flx_meltano import __version__
-from flx_meltano.application.doctor import run_doctor
+from flx_meltano.application.doctor import Check, run_doctor
 from flx_meltano.cli import catalog, db, runs, state
+from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
+from flx_meltano.cli.errors import report
 from flx_meltano.cli.output import console, print_json
-from flx_meltano.settings import Settings
 
 app = typer.Typer(
     name="flx-meltano",
@@ -32,37 +36,70 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="The Meltano environment (default: FLX_ENVIRONMENT, else the project's).",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (also FLX_DEBUG=1).")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """flx-meltano."""
+    GLOBAL.environment = environment
+    GLOBAL.debug = debug
+
+
+def _mark(check: Check) -> str:
+    if not check.ok:
+        return "[red]FAIL[/red]"
+    return "[yellow]warn[/yellow]" if check.warning else "[green]ok[/green]  "
 
 
 @app.command()
-def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
-) -> None:
+def doctor(as_json: JsonOption = False) -> None:
     """Check the Meltano project, plugin installs, the meltano executable and the store."""
-    checks = run_doctor(Settings())
+    checks = run_doctor(settings(project=False))
     if as_json:
         print_json(checks)
     else:
         for check in checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} [bold]{check.name}[/bold]: {check.detail}", highlight=False)
-            if not check.ok and check.fix:
+            console.print(f"{_mark(check)} [bold]{check.name}[/bold]: {check.detail}", highlight=False)
+            if (not check.ok or check.warning) and check.fix:
                 console.print(f"      fix: {check.fix}", style="yellow", highlight=False)
         failed = sum(not c.ok for c in checks)
+        warned = sum(c.ok and c.warning for c in checks)
+        warnings = f", {warned} warning(s)" if warned else ""
         console.print(
-            f"\n{len(checks) - failed} ok, {failed} to fix" if failed else f"\nall {len(checks)} checks ok",
+            f"\n{len(checks) - failed} ok{warnings}, {failed} to fix"
+            if failed
+            else f"\nall {len(checks)} checks ok{warnings}",
             style="red" if failed else "green",
         )
     if any(not c.ok for c in checks):
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def _wants_json(args: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON (so that errors are JSON too, even usage errors)."""
+    return "--json" in (args[: list(args).index("--")] if "--" in args else args)
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Console-script entry point: every error ends here as ``error: ...`` and exit code 2 or 1."""
+    argv = list(sys.argv[1:] if args is None else args)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="flx-meltano", standalone_mode=False)
+    except Exception as exc:
+        code = report(
+            exc, as_json=_wants_json(argv), debug=debugging(), store_url=os.environ.get("FLX_DATABASE_URL")
+        )
+    sys.exit(code if isinstance(code, int) else 0)

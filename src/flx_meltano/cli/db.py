@@ -2,46 +2,73 @@
 
 from __future__ import annotations
 
+import shlex
+from dataclasses import asdict
+from typing import Annotated
+
 import typer
 
 from flx_meltano.application import database_admin
-from flx_meltano.cli.output import console
-from flx_meltano.settings import Settings
+from flx_meltano.cli.context import JsonOption, settings
+from flx_meltano.cli.output import console, print_json
 
 app = typer.Typer(help="The store: the embedded PostgreSQL server or FLX_DATABASE_URL.", no_args_is_help=True)
 
 
 @app.command()
-def start() -> None:
+def start(as_json: JsonOption = False) -> None:
     """Start the embedded server (if used), create the databases and migrate the store."""
-    summary = database_admin.start(Settings())
-    console.print(summary, highlight=False)
+    report = database_admin.start(settings(project=False))
+    if as_json:
+        print_json(report)
+    else:
+        console.print(report.summary, highlight=False)
 
 
 @app.command()
-def stop() -> None:
+def stop(as_json: JsonOption = False) -> None:
     """Stop the embedded PostgreSQL server."""
-    stopped = database_admin.stop(Settings())
-    console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    stopped = database_admin.stop(settings(project=False))
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        console.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
 
 
 @app.command()
-def status() -> None:
-    """Where the store is and whether it is reachable and migrated."""
-    health = database_admin.status(Settings())
-    console.print(health, highlight=False)
-    if not health.startswith("ok"):
+def status(as_json: JsonOption = False) -> None:
+    """Where the store is and whether it is reachable and migrated (exit 1 unless it is ready)."""
+    health = database_admin.status(settings(project=False))
+    if as_json:
+        print_json({**asdict(health), "ok": health.ok})
+    else:
+        console.print(health.summary, highlight=False)
+    if not health.ok:
         raise typer.Exit(1)
 
 
 @app.command()
-def migrate() -> None:
+def migrate(as_json: JsonOption = False) -> None:
     """Apply pending migrations to the store."""
-    console.print(database_admin.migrate(Settings()))
+    report = database_admin.migrate(settings(project=False))
+    if as_json:
+        print_json(report)
+    else:
+        console.print(report.summary, highlight=False)
 
 
 @app.command()
-def env() -> None:
-    """Print shell exports for the warehouse (for a bare ``meltano run`` into target-postgres)."""
-    for key, value in database_admin.warehouse_environment(Settings()).items():
-        print(f"export {key}='{value}'")
+def env(
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="Print passwords as they are (for eval in a shell).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Shell exports for the warehouse and Dagster's storage (passwords masked unless --show-secrets)."""
+    values = database_admin.warehouse_environment(settings(project=False))
+    shown = values if show_secrets else database_admin.masked_environment(values)
+    if as_json:
+        print_json(shown)
+        return
+    for key, value in shown.items():
+        print(f"export {key}={shlex.quote(value)}")

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from flx_meltano.domain.values import Duration
 
 # Piped output (logs, CI, ``| less``) has no terminal width: rich would squeeze tables into 80
 # columns and cut pipeline and execution ids. Give it room; a terminal or COLUMNS keeps its own.
@@ -33,6 +35,8 @@ def _default(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, Duration):
+        return duration_seconds(value)
     if isinstance(value, Path):
         return str(value)
     if is_dataclass(value) and not isinstance(value, type):
@@ -51,27 +55,28 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, default=_default, indent=2, sort_keys=False))
 
 
-UNKNOWN_COUNT = "?"
+UNKNOWN = "?"
 
 
-def count_text(count: int | None) -> str:
-    """A record count for people: ``1,234``, or ``?`` when no plugin reported it."""
-    return UNKNOWN_COUNT if count is None else f"{count:,}"
+def count(value: int | None) -> int | str:
+    """A record count for a table: the number, or ``?`` when it is unknown (JSON keeps null)."""
+    return UNKNOWN if value is None else value
 
 
-@dataclass(frozen=True)
-class Count:
-    """A record count table cell: right-aligned like a number, ``?`` when unknown."""
+def duration_seconds(duration: Duration | None) -> float | None:
+    """The one duration shape of every JSON output: seconds as a float, null when unknown."""
+    return float(duration.seconds) if duration is not None else None
 
-    value: int | None
+
+def count_text(value: int | None) -> str:
+    """A record count as text: ``1,234``, or ``?`` when it is unknown."""
+    return UNKNOWN if value is None else f"{value:,}"
 
 
 def cell(value: Any) -> str:
     """One value as table text."""
     if value is None:
         return "-"
-    if isinstance(value, Count):
-        return count_text(value.value)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, Enum):
@@ -97,9 +102,9 @@ def print_table(
     materialised = [list(row) for row in rows]
     for index, column in enumerate(columns):
         numeric = bool(materialised) and all(
-            isinstance(row[index], int | float | Count) and not isinstance(row[index], bool)
+            isinstance(row[index], int | float) and not isinstance(row[index], bool)
             for row in materialised
-            if row[index] is not None
+            if row[index] is not None and row[index] != UNKNOWN
         )
         table.add_column(column, justify="right" if numeric else "left", style=(styles or {}).get(column))
     for row in materialised:

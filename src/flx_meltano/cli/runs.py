@@ -11,17 +11,15 @@ import typer
 from rich.markup import escape
 
 from flx_meltano.application import commands, queries
-from flx_meltano.application.context import AppContext
-from flx_meltano.application.run import RunOptions, run
-from flx_meltano.cli.output import Count, console, error_console, print_json, print_table, status_text
+from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.run import RunOptions, run_steps
+from flx_meltano.cli.context import JsonOption, app_context
+from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
-from flx_meltano.domain.errors import DomainError
 from flx_meltano.domain.execution import PipelineExecution
-from flx_meltano.domain.values import Trigger
-from flx_meltano.integration.errors import IntegrationError
-from flx_meltano.persistence.errors import StoreError
+from flx_meltano.domain.values import ExecutionStatus, StateStrategy, Trigger
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
+LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")]
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -41,7 +39,7 @@ def _execution_rows(executions: list[PipelineExecution]) -> list[list[object]]:
             str(e.trigger),
             e.started_at,
             str(e.duration) if e.duration else "-",
-            Count(e.records) if e.results else None,
+            count(e.records) if e.results else None,
             _first_line(e.error)[:60] or (_first_line(e.warnings[0])[:60] if e.warnings else ""),
         ]
         for e in executions
@@ -56,7 +54,7 @@ def _as_dict(e: PipelineExecution) -> dict[str, object]:
         "trigger": str(e.trigger),
         "started_at": e.started_at,
         "ended_at": e.ended_at,
-        "duration_seconds": e.duration.seconds if e.duration else None,
+        "duration_seconds": duration_seconds(e.duration),
         "streams": list(e.streams),
         "full_refresh": e.full_refresh,
         "records": e.records,
@@ -65,7 +63,7 @@ def _as_dict(e: PipelineExecution) -> dict[str, object]:
                 "stream": r.stream,
                 "records": r.records,
                 "status": str(r.status),
-                "duration_seconds": r.duration.seconds if r.duration else None,
+                "duration_seconds": duration_seconds(r.duration),
                 "bookmark": r.bookmark,
             }
             for r in e.results.values()
@@ -92,15 +90,19 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--stream", "-s", help="Only this stream (repeatable).")
         ] = None,
         full_refresh: Annotated[bool, typer.Option(help="Ignore saved state.")] = False,
-        state_strategy: Annotated[str | None, typer.Option(help="auto, merge or overwrite.")] = None,
+        state_strategy: Annotated[
+            StateStrategy | None, typer.Option(case_sensitive=False, help="Meltano's --state-strategy.")
+        ] = None,
         force: Annotated[bool, typer.Option(help="Run even if this state id is already running.")] = False,
-        timeout: Annotated[float | None, typer.Option(help="Cancel after this many seconds.")] = None,
+        timeout: Annotated[
+            float | None, typer.Option(help="Cancel after this many seconds (more than 0).")
+        ] = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every log line.")] = False,
         as_json: JsonOption = False,
     ) -> None:
         """Run a job or pipeline through meltano, recording every execution."""
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-        ctx = AppContext()
+        # Validated before anything is opened: a bad option never leaves a FAILED execution behind.
         options = RunOptions(
             streams=tuple(stream) if stream else None,
             trigger=Trigger.CLI,
@@ -109,23 +111,18 @@ def register(app: typer.Typer) -> None:
             force=force,
             timeout_seconds=timeout,
         )
-        try:
-            if as_json:
-                executions = run(ctx, target, options)
-            else:
-                with LiveProgress(verbose) as progress:
-                    executions = run(ctx, target, options, progress)
-        except KeyboardInterrupt:
-            console.print("[yellow]cancelled: meltano and its plugins were stopped[/yellow]")
-            raise typer.Exit(130) from None
-        except (IntegrationError, DomainError, StoreError) as exc:
-            # Already recorded as a FAILED execution where one was open; say why, without a traceback.
-            error_console.print(f"[red]error:[/red] {exc}", highlight=False)
-            for note in getattr(exc, "__notes__", ()):
-                error_console.print(f"  {note}", highlight=False)
-            raise typer.Exit(1) from None
-        finally:
-            ctx.close()
+        # An error (already recorded as a FAILED execution where one was open) goes to main().
+        with app_context() as ctx:
+            steps = resolve(ctx.project, target, ctx.environment)  # an unknown target: no progress table
+            try:
+                if as_json:
+                    executions = run_steps(ctx, steps, options)
+                else:
+                    with LiveProgress(verbose) as progress:
+                        executions = run_steps(ctx, steps, options, progress)
+            except KeyboardInterrupt:
+                console.print("[yellow]cancelled: meltano and its plugins were stopped[/yellow]")
+                raise typer.Exit(130) from None
         if as_json:
             print_json([_as_dict(e) for e in executions])
         else:
@@ -140,7 +137,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def pipelines(as_json: JsonOption = False) -> None:
         """Every pipeline with its last status."""
-        rows = queries.list_pipelines(AppContext())
+        with app_context() as ctx:
+            rows = queries.list_pipelines(ctx)
         if as_json:
             print_json(rows)
             return
@@ -155,7 +153,7 @@ def register(app: typer.Typer) -> None:
                     ", ".join(r.jobs),
                     status_text(str(r.last_status)) if r.last_status else "never run",
                     r.last_started_at,
-                    Count(r.last_records) if r.last_execution_id else None,
+                    count(r.last_records) if r.last_status else None,
                     (r.last_execution_id or "")[:8],
                 ]
                 for r in rows
@@ -167,15 +165,16 @@ def register(app: typer.Typer) -> None:
         pipeline: Annotated[
             str | None, typer.Option("--pipeline", "-p", help="Only this pipeline (state id).")
         ] = None,
-        status: Annotated[str | None, typer.Option("--status", help="Only this status.")] = None,
+        status: Annotated[
+            ExecutionStatus | None, typer.Option("--status", case_sensitive=False, help="Only this status.")
+        ] = None,
         since: Annotated[datetime | None, typer.Option(help="Only executions started since.")] = None,
-        limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+        limit: LimitOption = 20,
         as_json: JsonOption = False,
     ) -> None:
         """Execution history, newest first."""
-        rows = queries.execution_history(
-            AppContext(), pipeline=pipeline, status=status, since=since, limit=limit
-        )
+        with app_context() as ctx:
+            rows = queries.execution_history(ctx, pipeline=pipeline, status=status, since=since, limit=limit)
         if as_json:
             print_json([_as_dict(e) for e in rows])
             return
@@ -191,7 +190,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """One execution with its per-stream results."""
-        e = queries.get_execution(AppContext(), execution_id)
+        with app_context() as ctx:
+            e = queries.get_execution(ctx, execution_id)
         if as_json:
             print_json(_as_dict(e))
             return
@@ -218,7 +218,7 @@ def register(app: typer.Typer) -> None:
                 [
                     r.stream,
                     status_text(str(r.status)),
-                    Count(r.records),
+                    count(r.records),
                     str(r.duration) if r.duration else "-",
                     (r.bookmark or {}).get("replication_key_value", "-")
                     if isinstance(r.bookmark, dict)
@@ -232,13 +232,31 @@ def register(app: typer.Typer) -> None:
     def metrics(
         pipeline: Annotated[str, typer.Argument(help="Pipeline (state id).")],
         stream: Annotated[str | None, typer.Option("--stream", "-s")] = None,
-        limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+        limit: LimitOption = 50,
         as_json: JsonOption = False,
     ) -> None:
         """Per-stream record counts and durations over time."""
-        rows = queries.stream_metrics(AppContext(), pipeline, stream, limit)
+        with app_context() as ctx:
+            rows = queries.stream_metrics(ctx, pipeline, stream, limit)
         if as_json:
-            print_json(rows)
+            print_json(
+                [
+                    {
+                        "started_at": m.started_at,
+                        "execution_id": m.execution_id,
+                        "execution_status": m.execution_status,
+                        "result": {
+                            "stream": m.result.stream,
+                            "records": m.result.records,
+                            "status": str(m.result.status),
+                            "duration_seconds": duration_seconds(m.result.duration),
+                            "bookmark": m.result.bookmark,
+                            "finished_at": m.result.finished_at,
+                        },
+                    }
+                    for m in rows
+                ]
+            )
             return
         print_table(
             f"{pipeline} streams over time",
@@ -249,7 +267,7 @@ def register(app: typer.Typer) -> None:
                     m.execution_id[:8],
                     m.result.stream,
                     status_text(str(m.result.status)),
-                    Count(m.result.records),
+                    count(m.result.records),
                     str(m.result.duration) if m.result.duration else "-",
                 ]
                 for m in rows
@@ -259,7 +277,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def plugins(as_json: JsonOption = False) -> None:
         """Plugins of the project."""
-        rows = queries.list_plugins(AppContext())
+        with app_context() as ctx:
+            rows = queries.list_plugins(ctx)
         if as_json:
             print_json(
                 [
@@ -299,23 +318,34 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """A plugin's configuration, secrets redacted."""
-        values = queries.plugin_config(AppContext(), plugin)
+        with app_context() as ctx:
+            values = queries.plugin_config(ctx, plugin)
         if as_json:
             print_json(values)
             return
         print_table(plugin, ["setting", "value"], [[k, v] for k, v in values.items()])
 
     @app.command()
-    def cancel(execution_id: Annotated[str, typer.Argument(help="Execution id (or unique prefix).")]) -> None:
+    def cancel(
+        execution_id: Annotated[str, typer.Argument(help="Execution id (or unique prefix).")],
+        as_json: JsonOption = False,
+    ) -> None:
         """Cancel a running execution (started by the CLI or API on this host)."""
-        try:
-            console.print(commands.cancel_execution(AppContext(), execution_id), highlight=False)
-        except commands.CannotCancel as exc:
-            console.print(f"[red]{exc}[/red]", highlight=False)
-            raise typer.Exit(1) from None
+        with app_context() as ctx:
+            outcome = commands.cancel_execution(ctx, execution_id)
+        if as_json:
+            print_json({"execution_id": execution_id, "outcome": outcome})
+        else:
+            console.print(outcome, highlight=False)
 
     @app.command()
-    def reconcile() -> None:
+    def reconcile(as_json: JsonOption = False) -> None:
         """Mark CRASHED every RUNNING execution whose runner process is gone."""
-        crashed = commands.reconcile_crashed(AppContext())
-        console.print(f"{len(crashed)} execution(s) marked CRASHED" + "".join(f"\n  {e.id}" for e in crashed))
+        with app_context() as ctx:
+            crashed = commands.reconcile_crashed(ctx)
+        if as_json:
+            print_json({"crashed": [_as_dict(e) for e in crashed]})
+        else:
+            console.print(
+                f"{len(crashed)} execution(s) marked CRASHED" + "".join(f"\n  {e.id}" for e in crashed)
+            )

@@ -12,29 +12,15 @@ import typer
 from rich.progress import Progress
 
 from flx_meltano.application import state_backup as uc
-from flx_meltano.application.context import AppContext
-from flx_meltano.cli.output import console, error_console, print_json, print_table
-from flx_meltano.domain.errors import DomainError
+from flx_meltano.cli.context import JsonOption, app_context
+from flx_meltano.cli.output import console, print_json, print_table
 from flx_meltano.domain.snapshots import StateSnapshot
 from flx_meltano.domain.state import StreamDiff
-from flx_meltano.integration.errors import IntegrationError
+from flx_meltano.errors import UsageError
 
 app = typer.Typer(help="Singer state backup and restore, with full history.", no_args_is_help=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 CHANGE_STYLE = {"forward": "green", "backward": "red", "removed": "red", "added": "cyan", "changed": "yellow"}
-
-
-@contextmanager
-def _context() -> Iterator[AppContext]:
-    ctx = AppContext()
-    try:
-        yield ctx
-    except (uc.StateError, DomainError, IntegrationError) as exc:
-        error_console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    finally:
-        ctx.close()
 
 
 def _bookmark(entry: Any) -> str:
@@ -108,8 +94,7 @@ def _confirm(question: str, yes: bool, as_json: bool = False) -> None:
     if yes:
         return
     if as_json:
-        error_console.print(f"[red]error:[/red] {question} needs --yes together with --json")
-        raise typer.Exit(2)
+        raise UsageError(f"{question} needs --yes together with --json")
     if not typer.confirm(question, default=False):
         console.print("nothing changed")
         raise typer.Exit(1)
@@ -122,8 +107,8 @@ def backup_command(
     label: Annotated[str | None, typer.Option("--label", "-l", help="A label for these snapshots.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Snapshot one, many or all state ids (unchanged ones are skipped)."""
-    with _context() as ctx, _progress("backing up state", hidden=as_json) as advance:
+    """Snapshot one, many or all state ids (unchanged ones are skipped, unless given a new label)."""
+    with app_context() as ctx, _progress("backing up state", hidden=as_json) as advance:
         report = uc.backup(ctx, state_id or None, pattern, label, advance)
     if as_json:
         print_json({"taken": [_snapshot_dict(s) for s in report.taken], "unchanged": report.unchanged})
@@ -143,11 +128,11 @@ def list_command(
         datetime | None, typer.Option(help="Only snapshots taken since (UTC unless an offset is given).")
     ] = None,
     label: Annotated[str | None, typer.Option("--label", "-l")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Snapshots, newest first."""
-    with _context() as ctx:
+    with app_context() as ctx:
         rows = uc.list_snapshots(ctx, state_id, since, label, limit)
     if as_json:
         print_json([_snapshot_dict(s) for s in rows])
@@ -161,7 +146,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One snapshot with its bookmarks."""
-    with _context() as ctx:
+    with app_context() as ctx:
         s = uc.get(ctx, snapshot_id)
     if as_json:
         print_json(_snapshot_dict(s, with_state=True))
@@ -183,7 +168,7 @@ def diff_command(
     as_json: JsonOption = False,
 ) -> None:
     """Per stream: bookmark moved forward, backward, added or removed."""
-    with _context() as ctx:
+    with app_context() as ctx:
         diffs = uc.diff(ctx, a, b) if b is not None else uc.diff_live(ctx, a)
     if as_json:
         print_json(_diff_dicts(diffs))
@@ -207,9 +192,8 @@ def restore_command(
 ) -> None:
     """Write a snapshot back through Meltano's state backend (a pre-restore snapshot is taken first)."""
     if (snapshot_id is None) == (previous is None):
-        error_console.print("[red]error:[/red] give a snapshot id or --previous STATE_ID")
-        raise typer.Exit(2)
-    with _context() as ctx:
+        raise UsageError("give a snapshot id or --previous STATE_ID (one of them)")
+    with app_context() as ctx:
         if previous is not None:
             preview = uc.restore_previous(ctx, previous, force, dry_run=True)
         else:
@@ -250,8 +234,8 @@ def export_command(
     pattern: Annotated[str | None, typer.Option("--pattern", "-p")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write live states to a versioned JSON file with checksums."""
-    with _context() as ctx, _progress("reading state", hidden=as_json) as advance:
+    """Write live states to a versioned JSON file with checksums (a new path or a regular file only)."""
+    with app_context() as ctx, _progress("reading state", hidden=as_json) as advance:
         report = uc.export(ctx, path, state_id or None, pattern, advance)
     if as_json:
         print_json({"path": str(report.path), "state_ids": report.state_ids})
@@ -262,18 +246,20 @@ def export_command(
 @app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="A file written by 'state export'.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
     force: Annotated[bool, typer.Option(help="Import even while executions are RUNNING.")] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Validate the whole file, then write its states (each current state is snapshotted first)."""
-    with _context() as ctx:
+    with app_context() as ctx:
         preview = uc.import_(ctx, path, dry_run=True)
+        if not as_json:
+            for state_id, diffs in preview.changes.items():
+                _print_diff(diffs, f"{'would import' if dry_run else 'importing'} {state_id}")
         if not dry_run:
-            if not as_json:
-                for state_id, diffs in preview.changes.items():
-                    _print_diff(diffs, state_id)
             _confirm(f"write {len(preview.changes)} state(s) from {path}?", yes, as_json)
         if dry_run:
             report = preview
@@ -301,7 +287,7 @@ def copy_command(
 ) -> None:
     """Copy states to another Meltano state backend (systemdb, file://, s3://, ...)."""
     shown = uc.masked_uri(to_backend)  # never echo an s3://KEY:SECRET@... URI
-    with _context() as ctx:
+    with app_context() as ctx:
         _confirm(f"copy states matching {pattern!r} to {shown} (overwriting them there)?", yes, as_json)
         with _progress("copying state", hidden=as_json) as advance:
             copied = uc.copy(ctx, pattern, to_backend, advance)
@@ -314,7 +300,7 @@ def copy_command(
 @app.command("prune")
 def prune_command(
     keep_last: Annotated[
-        int, typer.Option("--keep-last", help="Snapshots to keep per state id (at least 1).")
+        int, typer.Option("--keep-last", min=1, help="Snapshots to keep per state id (at least 1).")
     ] = 10,
     older_than: Annotated[
         datetime | None,
@@ -331,7 +317,7 @@ def prune_command(
         yes,
         as_json,
     )
-    with _context() as ctx:
+    with app_context() as ctx:
         removed = uc.prune(ctx, keep_last, older_than)
     if as_json:
         print_json({"removed": removed})

@@ -16,6 +16,7 @@ class SnapshotReason(StrEnum):
     PRE_RUN = "pre-run"
     POST_RUN = "post-run"
     PRE_RESTORE = "pre-restore"
+    PRE_IMPORT = "pre-import"
     IMPORT = "import"
 
 

@@ -1,4 +1,5 @@
-"""Value objects: execution status with its legal transitions, durations, triggers, stream status."""
+"""Value objects: execution status with its legal transitions, durations, triggers, stream status,
+state strategies."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from flx_meltano.domain.errors import IllegalTransition
+from flx_meltano.domain.errors import IllegalTransition, InvalidOption
 
 
 class ExecutionStatus(StrEnum):
@@ -64,6 +65,23 @@ class StreamStatus(StrEnum):
     SKIPPED = "SKIPPED"
     # Selected, but the tap never emitted it (e.g. a select rule naming a stream its catalog lacks).
     MISSING = "MISSING"
+
+
+class StateStrategy(StrEnum):
+    """How Meltano combines a run's new state with the saved one (``meltano run --state-strategy``)."""
+
+    AUTO = "auto"
+    MERGE = "merge"
+    OVERWRITE = "overwrite"
+
+    @classmethod
+    def parse(cls, text: str) -> StateStrategy:
+        """The strategy called ``text`` (any case); InvalidOption listing the valid ones otherwise."""
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            valid = ", ".join(member.value for member in cls)
+            raise InvalidOption(f"state strategy {text!r} is not one of {valid}") from None
 
 
 class Trigger(StrEnum):

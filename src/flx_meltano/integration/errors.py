@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from flx_meltano.errors import FlxError, UsageError
 
-class IntegrationError(Exception):
+
+class IntegrationError(FlxError):
     """Base class of errors raised while talking to Meltano or Singer."""
 
 
@@ -15,6 +17,10 @@ class ProjectError(IntegrationError):
         self.line = line
         where = f"{file}:{line}: " if file and line else (f"{file}: " if file else "")
         super().__init__(f"{where}{message}")
+
+
+class UnknownEnvironment(ProjectError, UsageError):
+    """The environment asked for (-e, FLX_ENVIRONMENT) is not one meltano.yml defines."""
 
 
 class StateAccessError(IntegrationError):

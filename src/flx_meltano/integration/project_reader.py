@@ -24,7 +24,7 @@ from flx_meltano.domain.project import (
     Task,
 )
 from flx_meltano.integration.cron import is_valid_cron
-from flx_meltano.integration.errors import ProjectError
+from flx_meltano.integration.errors import ProjectError, UnknownEnvironment
 from flx_meltano.integration.yaml_lines import LineList, LineMap, YamlError
 from flx_meltano.integration.yaml_lines import load as load_yaml
 
@@ -492,8 +492,9 @@ def read_project(root: Path | str, environment: str | None = None) -> ProjectMod
     if chosen is None:
         raise main.error("no environment given and meltano.yml has no 'default_environment'")
     if environments and chosen not in environments:
-        raise ProjectError(
-            f"unknown environment {chosen!r}; meltano.yml defines {', '.join(sorted(environments))}",
+        raise UnknownEnvironment(
+            f"unknown environment {chosen!r}; meltano.yml defines {', '.join(sorted(environments))} "
+            "(choose one with -e or FLX_ENVIRONMENT)",
             "meltano.yml",
             main.line_of("environments") if "environments" in main.node else None,
         )

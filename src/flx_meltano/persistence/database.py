@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -12,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from flx_meltano.persistence import embedded
-from flx_meltano.settings import Settings
+from flx_meltano.persistence.errors import InvalidStoreUrl, StoreUnreachable
+from flx_meltano.settings import ProjectNotFound, Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -24,6 +28,9 @@ SCHEMA = "flx"
 HEAD_REVISION = "0002"
 # Any constant will do: it only has to be the same in every process that migrates this store.
 MIGRATION_LOCK_KEY = 0x464C58  # "FLX"
+# A server that drops packets would otherwise keep a command waiting for minutes.
+CONNECT_TIMEOUT_SECONDS = 10
+URL_EXAMPLE = "postgresql://user:password@host:5432/database"
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,25 @@ class DatabaseLocation:
     embedded: bool
 
 
+def mask_password(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@`` in it masked (parseable or not)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
 def normalise_url(url: str) -> str:
-    """Use psycopg 3 for plain ``postgresql://`` URLs."""
-    parsed = make_url(url)
+    """Use psycopg 3 for plain ``postgresql://`` URLs; InvalidStoreUrl unless it is a PostgreSQL URL."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise InvalidStoreUrl(
+            f"FLX_DATABASE_URL {mask_password(url)!r} is not a database URL; expected {URL_EXAMPLE} "
+            "(or unset it to use the embedded server)"
+        ) from None
+    if parsed.get_backend_name() != "postgresql":
+        raise InvalidStoreUrl(
+            f"FLX_DATABASE_URL {redact_url(url)!r} is a {parsed.get_backend_name()} URL; the flx store "
+            f"needs PostgreSQL: {URL_EXAMPLE} (or unset it to use the embedded server)"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -61,13 +84,21 @@ def locate(settings: Settings, *, start_embedded: bool = True) -> DatabaseLocati
             .render_as_string(hide_password=False),
             embedded=False,
         )
-    server = (
-        embedded.start(settings.embedded_data_dir)
-        if start_embedded
-        else embedded.running(settings.embedded_data_dir)
-    )
+    data_dir = settings.embedded_data_dir  # ProjectNotFound outside a project: nothing is started
+    try:
+        server = embedded.start(data_dir) if start_embedded else embedded.running(data_dir)
+    except (ProjectNotFound, StoreUnreachable):
+        raise
+    except Exception as exc:  # pgserver, initdb or the postmaster failed: say where and why
+        raise StoreUnreachable(
+            f"the embedded PostgreSQL server in {data_dir} did not start: {_first_line(exc)}; "
+            "try 'flx-meltano db stop && flx-meltano db start', or set FLX_DATABASE_URL"
+        ) from exc
     if server is None:
-        raise RuntimeError(f"the embedded PostgreSQL server in {settings.embedded_data_dir} is not running")
+        raise StoreUnreachable(
+            f"the embedded PostgreSQL server in {data_dir} is not running; "
+            "start it with 'flx-meltano db start'"
+        )
     return DatabaseLocation(
         store_url=server.url(embedded.STORE_DATABASE),
         warehouse_url=server.url(embedded.WAREHOUSE_DATABASE),
@@ -76,10 +107,54 @@ def locate(settings: Settings, *, start_embedded: bool = True) -> DatabaseLocati
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of a (driver) error's message, without SQLAlchemy's decoration."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def unreachable(url: str, exc: BaseException, what: str = "the store") -> StoreUnreachable:
+    """A driver's connection error as a StoreUnreachable naming the database (password masked)."""
+    reason = mask_password(_first_line(exc))
+    if "does not exist" in reason:
+        way_out = "create that database on the server, or correct FLX_DATABASE_URL"
+    else:
+        way_out = (
+            "start that PostgreSQL server, correct FLX_DATABASE_URL, or unset it to use the embedded server"
+        )
+    return StoreUnreachable(f"cannot reach {what} at {redact_url(url)}: {reason}; {way_out}")
+
+
+@contextmanager
+def reaching(url: str, what: str = "the store") -> Iterator[None]:
+    """Turn the driver's connection errors inside the block into StoreUnreachable naming ``url``."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        raise unreachable(url, exc, what) from exc
+    except sa.exc.NoSuchModuleError as exc:
+        raise InvalidStoreUrl(
+            f"the store URL {redact_url(url)} names a driver that is not installed: {_first_line(exc)}; "
+            f"use {URL_EXAMPLE}"
+        ) from exc
+
+
+def store_error(exc: BaseException, url: str | None) -> StoreUnreachable | None:
+    """An unexpected exception that is a lost or refused store connection, as a StoreUnreachable."""
+    if not isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return None
+    if url is None:
+        return StoreUnreachable(f"lost the connection to the store: {mask_password(_first_line(exc))}")
+    return unreachable(url, exc)
+
+
 @cache
 def engine_for(url: str) -> Engine:
     """One pooled engine per URL and process."""
-    return sa.create_engine(url, pool_pre_ping=True, future=True)
+    with reaching(url):
+        return sa.create_engine(
+            url, pool_pre_ping=True, future=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        )
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
@@ -129,8 +204,9 @@ def ready_engine(url: str) -> Engine:
     """An engine whose database is migrated (checked once per process)."""
     engine = engine_for(url)
     if url not in _migrated:
-        if current_revision(engine) != HEAD_REVISION:
-            migrate(engine)
+        with reaching(url):
+            if current_revision(engine) != HEAD_REVISION:
+                migrate(engine)
         _migrated.add(url)
     return engine
 
@@ -153,17 +229,22 @@ class StoreHealth:
 
 def redact_url(url: str) -> str:
     """The URL with any password masked, for people and logs."""
-    return unquote(make_url(url).render_as_string(hide_password=True))
+    try:
+        return unquote(make_url(url).render_as_string(hide_password=True))
+    except sa.exc.ArgumentError:
+        return mask_password(url)
 
 
 def check_store(url: str, timeout_seconds: int = 5) -> StoreHealth:
     """Connect to the store and read its migration revision, never raising."""
-    engine = sa.create_engine(url, connect_args={"connect_timeout": timeout_seconds})
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": timeout_seconds})
+    except Exception as exc:  # e.g. a driver that is not installed
+        return StoreHealth(redact_url(url), False, mask_password(_first_line(exc)), None, HEAD_REVISION)
     try:
         current = current_revision(engine)
     except Exception as exc:  # any driver error means "not reachable"; its text is reported
-        message = str(getattr(exc, "orig", exc)).strip().splitlines()
-        return StoreHealth(redact_url(url), False, message[0] if message else repr(exc), None, HEAD_REVISION)
+        return StoreHealth(redact_url(url), False, mask_password(_first_line(exc)), None, HEAD_REVISION)
     finally:
         engine.dispose()
     return StoreHealth(redact_url(url), True, None, current, HEAD_REVISION)
@@ -172,9 +253,13 @@ def check_store(url: str, timeout_seconds: int = 5) -> StoreHealth:
 def ensure_database_exists(url: str) -> None:
     """Create the database of ``url`` on its server unless it exists (racing creators are fine)."""
     target = make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        target.set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
     try:
-        with admin.connect() as conn:
+        with reaching(url, f"the server of database {target.database!r}"), admin.connect() as conn:
             exists = conn.execute(
                 sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
             ).first()
