@@ -167,3 +167,49 @@ def test_dbt_sources_map_to_the_stream_loading_their_table():
     assert streams.key_for(None, "lake", "users") == AssetKey(["lake", "users"])  # by key when no table
     assert streams.key_for(None, "shop", "orders") is None
     assert streams.key_for(None, None, "events") is None
+
+
+def test_dbt_lines_are_redacted_in_the_dagster_log_and_the_compute_log(capsys):
+    from flx_meltano.application.secrets import Redactor
+    from flx_meltano.orchestration.dbt import _events, _RedactingWriter
+    from flx_meltano.orchestration.resource import CollapsedLog
+
+    class FakeLog:
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, message):
+            self.lines.append((level, message))
+
+    class FakeContext:
+        log = FakeLog()
+
+    class Event:
+        def __init__(self, level, msg):
+            self.raw_event = {"info": {"level": level, "msg": msg}}
+
+        def to_default_asset_events(self, **kwargs):
+            print(self.raw_event["info"]["msg"])  # dagster-dbt echoes each line to stdout
+            return iter(())
+
+    class Invocation:
+        manifest = dagster_dbt_translator = target_path = project = context = None
+
+        def stream_raw_events(self):
+            yield Event("info", "Running with dbt=1.10")
+            yield Event("warn", "password s3cret-pass rejected")
+
+    class Setup:
+        utility = Plugin("dbt-postgres", PluginType.UTILITY)
+
+    import contextlib
+    import sys
+
+    redact = Redactor.for_plugins([], {"FLX_WAREHOUSE_PASSWORD": "s3cret-pass"})
+    with contextlib.redirect_stdout(_RedactingWriter(sys.stdout, redact)):
+        list(_events(Invocation(), CollapsedLog(FakeContext()), redact, Setup()))
+    assert FakeContext.log.lines == [
+        (20, "[dbt-postgres] Running with dbt=1.10"),
+        (30, "[dbt-postgres] password ******** rejected"),
+    ]
+    assert "s3cret-pass" not in capsys.readouterr().out

@@ -11,10 +11,13 @@ except under ``dagster dev``/``dg`` when it is older than the dbt project (as da
 # No ``from __future__ import annotations`` here: Dagster inspects the annotations of the
 # decorated asset function (context, config) at definition time and needs the real classes.
 
+import contextlib
+import io
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,6 +44,7 @@ from dotenv import dotenv_values
 from packaging import version
 from pydantic import Field
 
+from flx_meltano.application.secrets import Redactor
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import Command, ProjectModel
 from flx_meltano.integration.meltano_cli import plugin_executable_path
@@ -394,10 +398,30 @@ def run_dbt(
     with temporary_environ(env):
         invocation = dbt.cli(args, context=context, raise_on_error=False)
     log = CollapsedLog(context)
+    redact = Redactor.for_plugins([setup.utility], env)  # e.g. a profile's password in an error
+    # dagster-dbt echoes each dbt line to stdout (the step's compute log): redacted there too.
+    with contextlib.redirect_stdout(_RedactingWriter(sys.stdout, redact)):
+        yield from _events(invocation, log, redact, setup)
+    if not invocation.is_successful():
+        raise Failure(
+            description=f"dbt {' '.join(args)} ({setup.utility.name}) failed "
+            f"with exit code {invocation.process.returncode}",
+            metadata={md.UTILITY: setup.utility.name, md.COMMAND: " ".join(args)},
+        )
+
+
+def _events(
+    invocation: Any,
+    log: CollapsedLog,
+    redact: Redactor,
+    setup: DbtSetup,
+) -> Iterator[DbtEvent]:
+    """dbt's lines to Dagster's log as they come, and each node's result as a Dagster event."""
     try:
         for event in invocation.stream_raw_events():
             info = event.raw_event.get("info", {})
-            log(_DBT_LEVELS.get(str(info.get("level")), "info"), setup.utility.name, str(info.get("msg", "")))
+            level = _DBT_LEVELS.get(str(info.get("level")), "info")
+            log(level, setup.utility.name, redact(str(info.get("msg", ""))))
             yield from event.to_default_asset_events(
                 manifest=invocation.manifest,
                 dagster_dbt_translator=invocation.dagster_dbt_translator,
@@ -407,12 +431,21 @@ def run_dbt(
             )
     finally:
         log.flush()
-    if not invocation.is_successful():
-        raise Failure(
-            description=f"dbt {' '.join(args)} ({setup.utility.name}) failed "
-            f"with exit code {invocation.process.returncode}",
-            metadata={md.UTILITY: setup.utility.name, md.COMMAND: " ".join(args)},
-        )
+
+
+class _RedactingWriter(io.TextIOBase):
+    """A text stream that masks secrets before writing to another."""
+
+    def __init__(self, target: Any, redact: Redactor) -> None:
+        self.target = target
+        self.redact = redact
+
+    def write(self, text: str) -> int:
+        self.target.write(self.redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
 
 
 def meltano_dbt_assets(
