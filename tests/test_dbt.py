@@ -209,3 +209,31 @@ def test_the_warehouse_job_loads_streams_then_models_and_a_failing_test_fails_it
     assert checks[FAILING_CHECK].passed is False
     assert checks[AssetCheckKey(STG_ORDERS, "unique_stg_orders_order_id")].passed is True
     assert REVENUE not in {e.asset_key for e in build.get_asset_materialization_events()}  # skipped by dbt
+
+
+@pytest.mark.usefixtures("dbt_manifest")
+def test_dbt_command_blocks_pick_what_their_job_runs(tmp_path):
+    text = (REPO / "meltano.yml").read_text()
+    jobs = text[: text.index("jobs:")] + (
+        "jobs:\n"
+        "- name: load-and-test\n  tasks:\n  - tap-shopsim target-postgres\n  - dbt-postgres:test\n"
+        "- name: run-and-test\n  tasks:\n  - tap-shopsim target-postgres dbt-postgres:run dbt-postgres:test\n"
+        "- name: debug\n  tasks:\n  - tap-shopsim target-postgres dbt-postgres:debug\n"
+    )
+    (tmp_path / "meltano.yml").write_text(jobs)
+    defs = build_definitions(project_dir=tmp_path, dbt=_options(REPO / "transform"))
+    streams = {AssetKey(["raw_shop", s]) for s in STREAMS}
+
+    tested = defs.resolve_job_def("load_and_test")
+    assert tested.tags[md.TAG_DBT_COMMAND] == "test"
+    assert tested.asset_layer.selected_asset_keys == streams  # the models' checks, not the models
+    checks = tested.asset_layer.asset_graph.asset_check_keys
+    assert AssetCheckKey(STG_ORDERS, "unique_stg_orders_order_id") in checks
+
+    both = defs.resolve_job_def("run_and_test")
+    assert both.tags[md.TAG_DBT_COMMAND] == "build"  # dbt build runs models and tests in order
+    assert {STG_CUSTOMERS, STG_ORDERS, REVENUE} <= both.asset_layer.selected_asset_keys
+
+    debug = defs.resolve_job_def("debug")  # not a dbt command flx runs as assets: one command asset
+    assert md.TAG_DBT_COMMAND not in debug.tags
+    assert AssetKey(["meltano", "debug", "dbt_postgres_debug"]) in debug.asset_layer.selected_asset_keys
