@@ -237,3 +237,12 @@ def test_dbt_command_blocks_pick_what_their_job_runs(tmp_path):
     debug = defs.resolve_job_def("debug")  # not a dbt command flx runs as assets: one command asset
     assert md.TAG_DBT_COMMAND not in debug.tags
     assert AssetKey(["meltano", "debug", "dbt_postgres_debug"]) in debug.asset_layer.selected_asset_keys
+
+
+def test_a_missing_dbt_executable_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")  # a stale manifest would be parsed: no dbt to do it
+    copy = _copy_transform(tmp_path)
+    options = DbtOptions(project_dir=copy, profiles_dir=copy / "profiles", executable="/nonexistent/dbt")
+    expected = r"not found at /nonexistent/dbt: run 'meltano install utility dbt-postgres'"
+    with pytest.raises(DbtError, match=expected):
+        build_definitions(project_dir=REPO, dbt=options)

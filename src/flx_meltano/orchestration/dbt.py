@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,10 +71,14 @@ class DbtError(ValueError):
     """The dbt project of a Meltano dbt utility cannot become assets (what is wrong and the way out)."""
 
 
+def _expand_text(value: str, project_root: Path) -> str:
+    """A setting value as Meltano expands it: ``$MELTANO_PROJECT_ROOT``, then the environment."""
+    return os.path.expandvars(re.sub(r"\$\{?MELTANO_PROJECT_ROOT\}?", str(project_root), value))
+
+
 def _expand(value: str, project_root: Path) -> Path:
-    """A path setting as Meltano expands it: ``$MELTANO_PROJECT_ROOT``, then the environment."""
-    text = re.sub(r"\$\{?MELTANO_PROJECT_ROOT\}?", str(project_root), value)
-    path = Path(os.path.expandvars(text))
+    """A path setting, expanded; relative paths are relative to the Meltano project."""
+    path = Path(_expand_text(value, project_root))
     return path if path.is_absolute() else project_root / path
 
 
@@ -105,6 +110,11 @@ class DbtSetup:
 
     def cli_resource(self) -> "UtilityDbtCliResource":
         """A dbt CLI resource over the utility's dbt, without colour codes in its output."""
+        if not (Path(self.executable).is_file() or shutil.which(self.executable)):
+            raise DbtError(
+                f"dbt of utility {self.utility.name} not found at {self.executable}: run "
+                f"'meltano install utility {self.utility.name}' in {self.meltano_root}"
+            )
         return UtilityDbtCliResource(
             project_dir=os.fspath(self.project_dir),
             profiles_dir=os.fspath(self.profiles_dir) if self.profiles_dir else None,
@@ -112,7 +122,7 @@ class DbtSetup:
             global_config_flags=["--no-use-colors"],
         )
 
-    def environment(self, overrides: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+    def environment(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
         """What Meltano would give the utility: the project's .env under the process environment,
         the utility's settings that have an ``env`` name, then ``overrides`` (flx's run env)."""
         dotenv = self.meltano_root / ".env"
@@ -122,10 +132,10 @@ class DbtSetup:
         for setting in self.utility.settings:
             value = self.utility.config.get(setting.name)
             if setting.env and value is not None and setting.name not in ("project_dir", "profiles_dir"):
-                values[setting.env] = str(value)
+                values[setting.env] = _expand_text(str(value), self.meltano_root)
         values["MELTANO_PROJECT_ROOT"] = str(self.meltano_root)
         values["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-        return {**values, **dict(overrides)}
+        return {**values, **dict(overrides or {})}
 
 
 def find_dbt(project: ProjectModel, options: DbtOptions | None = None) -> DbtSetup | None:
@@ -229,7 +239,7 @@ def manifest_is_stale(setup: DbtSetup) -> bool:
     return not path.is_file() or path.stat().st_mtime < _newest_source_mtime(setup.project_dir)
 
 
-def prepare_manifest(setup: DbtSetup, env: Mapping[str, str] = ()) -> Path:  # type: ignore[assignment]
+def prepare_manifest(setup: DbtSetup, env: Mapping[str, str] | None = None) -> Path:
     """Run ``dbt parse`` (and ``dbt deps`` when packages are missing) with the utility's dbt."""
     dbt = setup.cli_resource()
     target = setup.project_dir / setup.target_path
