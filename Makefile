@@ -37,8 +37,19 @@ $(VENV)/.installed: $(UV) requirements.lock pyproject.toml
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib src $(wildcard .meltano/*/*/venv/lib) > /dev/null || true
 	touch $@
 
-setup: $(VENV)/.installed .meltano/.installed .meltano/.compiled  ## Virtual environment, packages, Meltano plugins, store
+# The dbt manifest the Dagster definitions read (dbt models as assets): parsed by the dbt-postgres
+# utility's own dbt, again whenever a file of transform/ changes. It needs the warehouse settings
+# in .env, which `flx-meltano db start` writes.
+DBT_MANIFEST := transform/target/manifest.json
+DBT_INPUTS := $(shell find transform -path transform/target -prune -o -path transform/logs -prune -o -type f -print)
+
+$(DBT_MANIFEST): .meltano/.installed $(DBT_INPUTS)
+	PYTHONWARNINGS=ignore::DeprecationWarning $(BIN)/meltano invoke dbt-postgres parse --quiet
+	touch $@
+
+setup: $(VENV)/.installed .meltano/.installed .meltano/.compiled  ## Virtual environment, packages, Meltano plugins, store, dbt manifest
 	$(BIN)/flx-meltano db start
+	@$(MAKE) --no-print-directory $(DBT_MANIFEST)
 
 # Installed once per checkout (uv; seconds when its cache is warm), shared by every conformance test,
 # and byte-compiled for the same reason as the reference project's plugins.

@@ -133,6 +133,19 @@ def meltano_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MeltanoS
     return MeltanoSandbox(REPO, system_db, output, env)
 
 
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    """transform/'s dbt manifest, parsed once when stale (make setup normally has it ready)."""
+    from flx_meltano.integration.project_reader import read_project
+    from flx_meltano.orchestration.dbt import find_dbt, manifest_is_stale, prepare_manifest
+
+    setup = find_dbt(read_project(REPO))
+    assert setup is not None, "the reference project has a dbt utility"
+    if manifest_is_stale(setup):
+        prepare_manifest(setup)
+    return setup.manifest_path
+
+
 def live_processes_with(marker: str) -> list[int]:
     """Live processes (not zombies, not this one) whose environment mentions ``marker``."""
     found = []

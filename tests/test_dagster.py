@@ -26,6 +26,7 @@ from flx_meltano.orchestration.sensors import stale_run_key
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = ["files", "shop"]
+pytestmark = pytest.mark.usefixtures("dbt_manifest")  # definitions of this project read it
 
 
 def _defs(store_url: str, **kwargs):
@@ -46,12 +47,8 @@ def test_definitions_have_an_asset_per_stream_jobs_schedules_and_sensors(default
     for stream in ("customers", "products", "orders", "order_items"):
         assert AssetKey([*FILES, stream]) in keys
         assert AssetKey(["raw_shop", stream]) in keys
-    dbt = AssetKey(["meltano", "shop_to_warehouse", "dbt_postgres_run"])
-    assert dbt in keys
-    dbt_spec = next(s for s in defs.resolve_all_asset_specs() if s.key == dbt)
-    assert {d.asset_key for d in dbt_spec.deps} == {
-        AssetKey(["raw_shop", s]) for s in ("customers", "products", "orders", "order_items")
-    }
+    models = {AssetKey(["staging", "stg_customers"]), AssetKey(["staging", "stg_orders"])}
+    assert models | {AssetKey(["customer_revenue"])} <= keys  # dbt-postgres:run is the dbt models
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key == AssetKey(["raw_shop", "orders"]))
     assert spec.kinds == {"meltano", "singer", "postgres"}
     assert spec.group_name == "tap_shopsim_to_target_postgres"
@@ -61,7 +58,7 @@ def test_definitions_have_an_asset_per_stream_jobs_schedules_and_sensors(default
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"shop_to_files", "shop_to_warehouse"} <= jobs
     warehouse_job = defs.resolve_job_def("shop_to_warehouse")
-    assert dbt in warehouse_job.asset_layer.selected_asset_keys
+    assert models <= warehouse_job.asset_layer.selected_asset_keys
     assert {s.name: s.cron_schedule for s in defs.schedules} == {
         "shop_to_files_daily": "0 0 * * *",
         "shop_to_warehouse_6h": "0 */6 * * *",
@@ -85,6 +82,8 @@ def test_materialize_every_stream_reports_confirmed_row_counts(meltano_sandbox, 
     orders = _materializations(result, AssetKey([*FILES, "orders"]))[0].materialization.metadata
     assert orders["meltano/bookmark"].value["replication_key_value"].startswith("2024-01-02")
     execution_id = orders["meltano/execution_id"].value
+    assert orders["meltano/execution_record"].value == f"flx-meltano execution {execution_id}"
+    assert "meltano/run_id" not in orders  # Meltano's run id is the execution id: given once
     ctx = meltano_sandbox.context(default_store_url)
     stored = queries.get_execution(ctx, execution_id)
     assert stored.status is ExecutionStatus.SUCCEEDED
@@ -319,7 +318,7 @@ def test_building_definitions_never_starts_meltano(default_store_url, monkeypatc
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(subprocess, "run", refuse)
     defs = _defs(default_store_url)
-    assert len(list(defs.resolve_all_asset_specs())) == 9
+    assert len(list(defs.resolve_all_asset_specs())) == 8 + 3  # streams and dbt models
 
 
 def test_op_config_runs_one_full_refresh_keeping_the_resource_settings(meltano_sandbox, default_store_url):

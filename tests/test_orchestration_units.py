@@ -151,3 +151,101 @@ def test_file_streams_name_their_file_and_key_prefix_still_wins():
     assert spec.metadata["meltano/path"] == "/out/s.jsonl"
     assert "dagster/table_name" not in spec.metadata
     assert "meltano/mappings" not in spec.metadata
+
+
+def test_colour_codes_never_reach_dagster_logs():
+    from flx_meltano.orchestration.resource import CollapsedLog
+
+    class FakeLog:
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, message):
+            self.lines.append(message)
+
+    class FakeContext:
+        log = FakeLog()
+
+    log = CollapsedLog(FakeContext())
+    log("info", "dbt-postgres", "1 of 3 \x1b[32mOK\x1b[0m created sql view model \x1b[1mstg_orders\x1b[0m")
+    log("info", "dbt-postgres", "\x1b[0m20:33:09  [\x1b[33mWARNING\x1b[0m]: deprecated")
+    assert FakeContext.log.lines == [
+        "[dbt-postgres] 1 of 3 OK created sql view model stg_orders",
+        "[dbt-postgres] 20:33:09  [WARNING]: deprecated",
+    ]
+
+
+def test_pipelines_are_filtered_by_id_or_name_globs():
+    from flx_meltano.orchestration.builder import PipelineFilter
+
+    pipeline = _pipeline()  # prod:tap-a-to-target-b
+    assert PipelineFilter().selects(pipeline)
+    assert PipelineFilter(include=("prod:*",)).selects(pipeline)
+    assert PipelineFilter(include=("tap-a-to-*",)).selects(pipeline)
+    assert not PipelineFilter(include=("dev:*",)).selects(pipeline)
+    assert not PipelineFilter(include=("tap-a-*",), exclude=("*-to-target-b",)).selects(pipeline)
+
+
+def test_dbt_sources_map_to_the_stream_loading_their_table():
+    from dagster import AssetKey, AssetSpec
+
+    from flx_meltano.orchestration.dbt import StreamTables
+
+    streams = StreamTables(
+        [
+            AssetSpec(AssetKey(["raw", "events"]), metadata={"dagster/table_name": "raw.events"}),
+            AssetSpec(AssetKey(["files", "shop", "orders"])),  # a file target: no table
+            AssetSpec(AssetKey(["lake", "users"]), metadata={"dagster/table_name": "Landing.Users"}),
+        ]
+    )
+    assert streams.key_for("warehouse", "raw", "events") == AssetKey(["raw", "events"])
+    assert streams.key_for(None, "landing", "users") == AssetKey(["lake", "users"])  # case-insensitive
+    assert streams.key_for(None, "lake", "users") == AssetKey(["lake", "users"])  # by key when no table
+    assert streams.key_for(None, "shop", "orders") is None
+    assert streams.key_for(None, None, "events") is None
+
+
+def test_dbt_lines_are_redacted_in_the_dagster_log_and_the_compute_log(capsys):
+    from flx_meltano.application.secrets import Redactor
+    from flx_meltano.orchestration.dbt import _events, _RedactingWriter
+    from flx_meltano.orchestration.resource import CollapsedLog
+
+    class FakeLog:
+        def __init__(self):
+            self.lines = []
+
+        def log(self, level, message):
+            self.lines.append((level, message))
+
+    class FakeContext:
+        log = FakeLog()
+
+    class Event:
+        def __init__(self, level, msg):
+            self.raw_event = {"info": {"level": level, "msg": msg}}
+
+        def to_default_asset_events(self, **kwargs):
+            print(self.raw_event["info"]["msg"])  # dagster-dbt echoes each line to stdout
+            return iter(())
+
+    class Invocation:
+        manifest = dagster_dbt_translator = target_path = project = context = None
+
+        def stream_raw_events(self):
+            yield Event("info", "Running with dbt=1.10")
+            yield Event("warn", "password s3cret-pass rejected")
+
+    class Setup:
+        utility = Plugin("dbt-postgres", PluginType.UTILITY)
+
+    import contextlib
+    import sys
+
+    redact = Redactor.for_plugins([], {"FLX_WAREHOUSE_PASSWORD": "s3cret-pass"})
+    with contextlib.redirect_stdout(_RedactingWriter(sys.stdout, redact)):
+        list(_events(Invocation(), CollapsedLog(FakeContext()), redact, Setup()))
+    assert FakeContext.log.lines == [
+        (20, "[dbt-postgres] Running with dbt=1.10"),
+        (30, "[dbt-postgres] password ******** rejected"),
+    ]
+    assert "s3cret-pass" not in capsys.readouterr().out

@@ -28,6 +28,8 @@ _EXPORTS = {
     "UsageError": "flx_meltano.errors",
     "Settings": "flx_meltano.settings",
     "build_definitions": "flx_meltano.orchestration",
+    # The dg component (``type: flx_meltano.MeltanoProjectComponent`` in defs.yaml).
+    "MeltanoProjectComponent": "flx_meltano.orchestration.component",
     # The whole state API is the ``state`` module (``flx_meltano.state.diff``, ``.export``, ...);
     # only its headline operations are here too: ``flx_meltano.get`` or ``.copy`` would be unclear.
     "state": "flx_meltano.state",
@@ -37,6 +39,11 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+
+def __dir__() -> list[str]:
+    # dg finds components by listing this module (the registry module of our entry point).
+    return sorted({*globals(), *_EXPORTS})
 
 
 def __getattr__(name: str) -> Any:

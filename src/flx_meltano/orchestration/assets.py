@@ -19,6 +19,7 @@ from dagster import (
 )
 
 from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
@@ -85,7 +86,7 @@ def meltano_pipeline_assets(
         pool=pool_for(pipeline),
         retry_policy=retry_policy_for(pipeline, retry_policy),
         required_resource_keys={resource_key},
-        op_tags={"meltano/state_id": tag_value(pipeline.id)},
+        op_tags={md.TAG_STATE_ID: tag_value(pipeline.id)},
         description=f"Meltano pipeline {pipeline.id}",
     )
     def _pipeline(
@@ -114,7 +115,7 @@ def meltano_command_asset(
         group_name=group_name or dagster_name(job_name),
         kinds={"meltano", kind},
         description=f"`meltano run {command}` in job `{job_name}`.",
-        metadata={"meltano/command": str(command), "meltano/job": job_name},
+        metadata={md.COMMAND: str(command), md.JOB: job_name},
     )
 
     @multi_asset(

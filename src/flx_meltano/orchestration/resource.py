@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
@@ -25,6 +26,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.settings import Settings
 
 _LEVELS = {
@@ -34,6 +36,13 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+# Terminal escape sequences (colours, cursor moves) that plugins such as dbt print.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour codes (they show up as garbage in Dagster's log viewer)."""
+    return _ANSI_ESCAPE.sub("", text)
 
 
 class CollapsedLog:
@@ -50,7 +59,7 @@ class CollapsedLog:
         self.repeats = 0
 
     def __call__(self, level: str, plugin: str | None, message: str) -> None:
-        line = (level, f"[{plugin or 'meltano'}] {message}")
+        line = (level, f"[{plugin or 'meltano'}] {strip_ansi(message)}")
         if line == self.last:
             self.repeats += 1
             return
@@ -69,9 +78,9 @@ class CollapsedLog:
 
 
 def _trigger(tags: Mapping[str, str]) -> Trigger:
-    if "dagster/schedule_name" in tags:
+    if md.DAGSTER_SCHEDULE_TAG in tags:
         return Trigger.SCHEDULE
-    if "dagster/sensor_name" in tags:
+    if md.DAGSTER_SENSOR_TAG in tags:
         return Trigger.SENSOR
     return Trigger.DAGSTER
 
@@ -79,23 +88,25 @@ def _trigger(tags: Mapping[str, str]) -> Trigger:
 def stream_metadata(
     pipeline: PipelineDefinition, execution: PipelineExecution, result: StreamResult
 ) -> dict[str, Any]:
-    """Materialization metadata of one stream: rows (or why they are unknown), duration, bookmark, ids."""
+    """Materialization metadata of one stream: rows (or why they are unknown), duration, bookmark,
+    its store record. The execution id is Meltano's run id too, so it is given once.
+    """
     metadata: dict[str, Any] = {
-        "meltano/execution_id": MetadataValue.text(execution.id),
-        "meltano/run_id": MetadataValue.text(execution.id),
-        "meltano/state_id": MetadataValue.text(execution.pipeline_id),
+        md.EXECUTION_ID: MetadataValue.text(execution.id),
+        md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
+        md.STATE_ID: MetadataValue.text(execution.pipeline_id),
     }
     if result.records is not None:
-        metadata["dagster/row_count"] = MetadataValue.int(result.records)
+        metadata[md.ROW_COUNT] = MetadataValue.int(result.records)
     else:  # never a 0 nobody saw: say the count is unknown, and why
-        metadata["meltano/records_unknown"] = MetadataValue.text(
+        metadata[md.RECORDS_UNKNOWN] = MetadataValue.text(
             f"neither {pipeline.extractor.name} nor {pipeline.loader.name} reported a per-stream "
             "record count (Singer SDK record_count metrics)"
         )
     if result.duration is not None:
-        metadata["meltano/sync_duration_seconds"] = MetadataValue.float(result.duration.seconds)
+        metadata[md.SYNC_DURATION_SECONDS] = MetadataValue.float(result.duration.seconds)
     if result.bookmark:
-        metadata["meltano/bookmark"] = MetadataValue.json(result.bookmark)
+        metadata[md.BOOKMARK] = MetadataValue.json(result.bookmark)
     return metadata
 
 
@@ -216,8 +227,9 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                     yield AssetObservation(
                         asset_key=key,
                         metadata={
-                            "meltano/state_warnings": MetadataValue.json(list(execution.regression_warnings)),
-                            "meltano/execution_id": MetadataValue.text(execution.id),
+                            md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
+                            md.EXECUTION_ID: MetadataValue.text(execution.id),
+                            md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
                         },
                     )
         missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
@@ -226,8 +238,8 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             raise Failure(
                 description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
                 metadata={
-                    "meltano/execution_id": execution.id,
-                    "meltano/missing_streams": ", ".join(missing),
+                    md.EXECUTION_ID: execution.id,
+                    md.MISSING_STREAMS: ", ".join(missing),
                 },
             )
         if execution.status is not ExecutionStatus.SUCCEEDED:
@@ -235,9 +247,10 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             raise Failure(
                 description=f"{pipeline.id}: {execution.status}: {execution.error}",
                 metadata={
-                    "meltano/execution_id": execution.id,
-                    "meltano/failed_plugin": execution.failed_plugin or "",
-                    "meltano/unconfirmed_streams": ", ".join(failed),
+                    md.EXECUTION_ID: execution.id,
+                    md.EXECUTION_RECORD: md.execution_record(execution.id),
+                    md.FAILED_PLUGIN: execution.failed_plugin or "",
+                    md.UNCONFIRMED_STREAMS: ", ".join(failed),
                 },
             )
 

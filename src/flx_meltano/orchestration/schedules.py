@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dagster import (
     AssetKey,
@@ -16,8 +17,29 @@ from dagster import (
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from flx_meltano.domain.project import Command, ExtractLoad, Job, PipelineDefinition, Schedule
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import meltano_command_asset
 from flx_meltano.orchestration.translator import dagster_name, tag_value
+
+
+class CommandAssets(Protocol):
+    """Assets that stand for some command blocks (dbt's), instead of one opaque asset per block."""
+
+    def handles(self, command: Command) -> bool:
+        """Whether these assets run ``command``."""
+        ...
+
+    def selection(self, commands: Sequence[Command]) -> AssetSelection:
+        """What a job with these command blocks selects."""
+        ...
+
+    def keys(self) -> Sequence[AssetKey]:
+        """The asset keys later command blocks depend on."""
+        ...
+
+    def tags(self, commands: Sequence[Command]) -> Mapping[str, str]:
+        """Job tags that tell the assets what to run."""
+        ...
 
 
 @dataclass
@@ -32,29 +54,43 @@ def build_jobs(
     meltano_jobs: Sequence[Job],
     keys_by_pipeline: Mapping[tuple[str, str], Sequence[AssetKey]],
     resource_key: str,
+    command_assets: CommandAssets | None = None,
 ) -> JobBuild:
-    """One asset job per Meltano job; command blocks become assets depending on what precedes them."""
+    """One asset job per Meltano job; command blocks become assets depending on what precedes them.
+
+    Command blocks that ``command_assets`` handles (dbt's ``run``, ``build``...) select those
+    assets instead; their order comes from the assets' own dependencies (dbt sources on streams).
+    """
     build = JobBuild()
     for job in meltano_jobs:
         selected: list[AssetKey] = []
         preceding: list[AssetKey] = []
+        handled: list[Command] = []
         for task in job.tasks:
             for block in task.blocks:
                 if isinstance(block, ExtractLoad):
                     keys = list(keys_by_pipeline.get((block.extractor, block.loader), ()))
                     selected.extend(keys)
                     preceding.extend(keys)
+                elif command_assets is not None and command_assets.handles(block):
+                    handled.append(block)
+                    preceding = [*preceding, *command_assets.keys()]
                 elif isinstance(block, Command):
                     asset = meltano_command_asset(job.name, block, list(preceding), resource_key=resource_key)
                     build.command_assets.append(asset)
                     command_keys = list(asset.keys)
                     selected.extend(command_keys)
                     preceding = [*preceding, *command_keys]
+        selection: AssetSelection = AssetSelection.assets(*selected)
+        tags = {md.TAG_JOB: tag_value(job.name)}
+        if command_assets is not None and handled:
+            selection = selection | command_assets.selection(handled)
+            tags.update(command_assets.tags(handled))
         build.jobs[job.name] = define_asset_job(
             name=dagster_name(job.name),
-            selection=AssetSelection.assets(*selected),
+            selection=selection,
             description=f"Meltano job `{job.name}`: " + "; ".join(task.text for task in job.tasks),
-            tags={"meltano/job": tag_value(job.name)},
+            tags=tags,
         )
     return build
 
@@ -64,7 +100,7 @@ def pipeline_job(pipeline: PipelineDefinition, keys: Sequence[AssetKey]) -> Unre
     return define_asset_job(
         name=dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}"),
         selection=AssetSelection.assets(*keys),
-        tags={"meltano/state_id": tag_value(pipeline.id)},
+        tags={md.TAG_STATE_ID: tag_value(pipeline.id)},
     )
 
 
@@ -96,7 +132,7 @@ def build_schedules(
                 execution_timezone=execution_timezone,
                 default_status=default_status,
                 description=f"Meltano schedule `{schedule.name}` ({schedule.interval})",
-                tags={"meltano/schedule": tag_value(schedule.name)},
+                tags={md.TAG_SCHEDULE: tag_value(schedule.name)},
             )
         )
     return built

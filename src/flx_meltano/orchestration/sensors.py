@@ -21,6 +21,7 @@ from dagster import (
 
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import AppContext
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.translator import tag_value
 
 ALIVE_RUN_STATUSES = frozenset(
@@ -81,7 +82,7 @@ def build_stale_pipeline_sensor(
                     RunRequest(
                         run_key=stale_run_key(rule.pipeline_id, last),
                         asset_selection=list(rule.asset_keys),
-                        tags={"meltano/state_id": tag_value(rule.pipeline_id), "meltano/reason": "stale"},
+                        tags={md.TAG_STATE_ID: tag_value(rule.pipeline_id), md.TAG_REASON: "stale"},
                     )
                 )
         if not requests:

@@ -12,6 +12,7 @@ from dagster import AssetKey, AssetSpec
 from flx_meltano.domain.destinations import UNKNOWN_DESTINATION, StreamDestination
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import PipelineDefinition
+from flx_meltano.orchestration import metadata as md
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _NOT_TAG = re.compile(r"[^A-Za-z0-9_.-]")
@@ -109,10 +110,10 @@ class DagsterMeltanoTranslator:
         """Tags to filter by in the UI."""
         p = stream.pipeline
         return {
-            "meltano/extractor": tag_value(p.extractor.name),
-            "meltano/loader": tag_value(p.loader.name),
-            "meltano/environment": tag_value(p.state_id.environment),
-            "meltano/state_id": tag_value(p.id),
+            md.TAG_EXTRACTOR: tag_value(p.extractor.name),
+            md.TAG_LOADER: tag_value(p.loader.name),
+            md.TAG_ENVIRONMENT: tag_value(p.state_id.environment),
+            md.TAG_STATE_ID: tag_value(p.id),
         }
 
     def get_metadata(self, stream: MeltanoStream) -> dict[str, Any]:
@@ -120,20 +121,20 @@ class DagsterMeltanoTranslator:
         loader writes."""
         p = stream.pipeline
         metadata: dict[str, Any] = {
-            "meltano/state_id": p.id,
-            "meltano/stream": stream.name,
-            "meltano/extractor": p.extractor.name,
-            "meltano/loader": p.loader.name,
+            md.STATE_ID: p.id,
+            md.STREAM: stream.name,
+            md.EXTRACTOR: p.extractor.name,
+            md.LOADER: p.loader.name,
         }
         if p.mappings:
-            metadata["meltano/mappings"] = ", ".join(p.mappings)
+            metadata[md.MAPPINGS] = ", ".join(p.mappings)
         destination = stream.destination
         if destination.qualified_table:
-            metadata["dagster/table_name"] = destination.qualified_table
+            metadata[md.TABLE_NAME] = destination.qualified_table
         elif destination.path:
-            metadata["meltano/path"] = destination.path
+            metadata[md.PATH] = destination.path
         elif p.loader.config.get("default_target_schema"):
-            metadata["dagster/table_name"] = f"{stream.load_schema}.{stream.name}"
+            metadata[md.TABLE_NAME] = f"{stream.load_schema}.{stream.name}"
         extra = stream.meta().get("metadata")
         if isinstance(extra, Mapping):
             metadata.update({str(k): v for k, v in extra.items()})

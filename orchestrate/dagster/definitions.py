@@ -1,9 +1,0 @@
-"""The reference Dagster code location: this repository's Meltano project as assets, jobs and sensors."""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from flx_meltano.orchestration import build_definitions
-
-defs = build_definitions(project_dir=Path(__file__).resolve().parents[2])

@@ -1,0 +1,1 @@
+"""Components of the reference code location, one folder each (defs.yaml)."""
