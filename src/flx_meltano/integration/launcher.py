@@ -114,6 +114,9 @@ class RunRequest:
         exclusive: plugins no other run of this project may use at the same time (extractors:
             Meltano 4.4 writes an extractor's catalog to one shared file per project, so two
             concurrent runs of one tap corrupt or swap each other's catalog; meltano#8763).
+            The load's own processes hold these locks until the last of them is gone.
+        stop_grace_seconds: when the load is stopped (cancel, timeout, the runner gone), the time
+            between SIGTERM and SIGKILL.
     """
 
     project_dir: Path
@@ -128,6 +131,7 @@ class RunRequest:
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     exclusive: tuple[str, ...] = ()
+    stop_grace_seconds: float = STOP_GRACE_SECONDS
 
     def argv(self) -> list[str]:
         """The command line (no shell ever sees it)."""
@@ -277,7 +281,7 @@ class MeltanoRun:
         system_dir = env.get("MELTANO_SYS_DIR_ROOT") or os.path.join(self.request.project_dir, ".meltano")
         return {
             "owner": os.getpid(),
-            "grace": STOP_GRACE_SECONDS,
+            "grace": self.request.stop_grace_seconds,
             "kill_wait": KILL_WAIT_SECONDS,
             "run_root": os.path.abspath(os.path.join(self.request.project_dir, system_dir, "run")),
             "sweep": list(self.request.exclusive),
@@ -416,12 +420,15 @@ class MeltanoRun:
 
     # --- stopping ----------------------------------------------------------------------------
 
-    def cancel(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+    def cancel(self, grace_seconds: float | None = None) -> None:
         """Stop meltano and every process it started: SIGTERM, SIGKILL after the grace.
 
         Returns once the supervisor has exited, that is once no process of the load is left
         (after SIGKILL it waits up to ``KILL_WAIT_SECONDS`` for the kernel to take them away).
+        ``grace_seconds``: None for the request's ``stop_grace_seconds``.
         """
+        if grace_seconds is None:
+            grace_seconds = self.request.stop_grace_seconds
         process = self._process
         if process is None:
             return
