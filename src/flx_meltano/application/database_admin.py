@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flx_meltano.persistence import database, embedded
@@ -62,10 +63,14 @@ def warehouse_environment(settings: Settings) -> dict[str, str]:
 
 
 def write_dotenv(path: Path, values: dict[str, str]) -> None:
-    """Set ``values`` in a .env file, keeping every other line as it was."""
+    """Set ``values`` in a .env file, keeping every other line as it was; the file is 0600 (it
+    holds the warehouse password)."""
     lines = path.read_text().splitlines() if path.exists() else []
     kept = [line for line in lines if line.split("=", 1)[0].strip() not in values]
     kept.extend(f"{key}='{value}'" for key, value in values.items())
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(kept) + "\n")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # a stale temporary file keeps its mode on O_CREAT
+        handle.write("\n".join(kept) + "\n")
     tmp.replace(path)
