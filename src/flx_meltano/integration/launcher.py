@@ -433,8 +433,10 @@ class MeltanoRun:
         if process is None:
             return
         if process.poll() is not None:
-            # The supervisor exits only once the load is gone, unless it was killed itself.
-            if self._meltano_pid is not None and _group_alive(self._meltano_pid):
+            # The supervisor exits only once the load is gone, unless it was killed itself (then
+            # it reported no exit code, and meltano's group may live on).
+            orphaned = self.returncode is not None and self._reported_code is None
+            if orphaned and self._meltano_pid is not None and _group_alive(self._meltano_pid):
                 self.cancelled = True
                 _stop_group(self._meltano_pid, grace_seconds)
             self._release()
