@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +29,7 @@ from flx_meltano.integration.launcher import (
     process_group_members,
     select_env_var,
 )
+from flx_meltano.integration.load_lock import load_alive, lock_path, running_load
 from flx_meltano.integration.meltano_cli import QUIET_MELTANO_ENV
 
 MELTANO = str(Path(sys.executable).with_name("meltano"))
@@ -173,7 +179,25 @@ time.sleep(120)
 """
 
 
-def test_a_timeout_stops_meltano_and_every_process_it_started(tmp_path, processes_with):
+@contextmanager
+def busy_cpus() -> Iterator[None]:
+    """One spinning process per CPU, so exiting processes wait for a CPU as on a loaded host."""
+    spinners = [
+        # Their own small environment: no test's marker, so they are never taken for the load.
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], env={"PATH": os.defpath})
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.3)  # they spin
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+@pytest.mark.parametrize("cpus", ["idle", "busy"])
+def test_a_timeout_stops_meltano_and_every_process_it_started(tmp_path, processes_with, cpus):
     script = fake_meltano(tmp_path, SLOW_WITH_A_CHILD)
     marker = f"FLX_TEST_MARKER={tmp_path}"
     meltano = MeltanoRun(
@@ -184,17 +208,133 @@ def test_a_timeout_stops_meltano_and_every_process_it_started(tmp_path, processe
             env={"FLX_TEST_MARKER": str(tmp_path)},
         )
     )
-    started = time.monotonic()
-    meltano.start()
-    assert meltano.pid is not None
-    lines = list(meltano.events())
+    with busy_cpus() if cpus == "busy" else contextlib.nullcontext():
+        started = time.monotonic()
+        meltano.start()
+        assert meltano.pid is not None
+        lines = list(meltano.events())
+        # The moment the output ends, the load is gone: no member left, zombies reaped.
+        members = process_group_members(meltano.pid)
+        left = processes_with(marker)
     assert time.monotonic() - started < 30
     assert [line.message for line in lines if hasattr(line, "message")] == ["started"]
     assert meltano.timed_out
     assert meltano.cancelled
-    assert meltano.returncode is not None
-    assert process_group_members(meltano.pid) == []
-    assert processes_with(marker) == []
+    assert meltano.returncode == -signal.SIGTERM
+    assert members == []
+    assert left == []
+
+
+def test_meltano_runs_outside_the_runners_session_and_process_group(tmp_path):
+    script = fake_meltano(tmp_path, SLOW_WITH_A_CHILD)
+    meltano = MeltanoRun(request(tmp_path, meltano_executable=str(script))).start()
+    try:
+        assert meltano.pid is not None
+        assert meltano.supervisor_pid is not None
+        # The supervisor leads a session of its own; meltano leads its own group in it.
+        assert os.getsid(meltano.supervisor_pid) == meltano.supervisor_pid != os.getsid(0)
+        assert os.getpgid(meltano.pid) == meltano.pid != os.getpgid(0)
+        assert os.getsid(meltano.pid) == meltano.supervisor_pid
+    finally:
+        meltano.cancel()
+
+
+STUBBORN = """\
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+run = os.path.join(os.getcwd(), ".meltano", "run")
+for plugin in ("tap-x", "target-y"):
+    os.makedirs(os.path.join(run, plugin), exist_ok=True)
+mine = os.path.join(run, "tap-x", "tap.0001.config.json")
+theirs = os.path.join(run, "target-y", "target.0002.config.json")
+for path in (mine, theirs):
+    with open(path, "w") as out:
+        out.write('{"api_key": "s3cret"}')
+# A plugin that ignores SIGTERM too, named by its --config argument as Meltano's plugins are.
+plugin = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+subprocess.Popen([sys.executable, "-c", plugin, "--config", theirs])
+print("started", flush=True)
+time.sleep(120)
+"""
+
+RUNNER = """\
+import sys
+from pathlib import Path
+from flx_meltano.integration.launcher import MeltanoRun, RunRequest
+project, meltano, run_id = sys.argv[1:4]
+run = MeltanoRun(RunRequest(
+    project_dir=Path(project), environment="dev", blocks=("tap-x", "target-y"), run_id=run_id,
+    meltano_executable=meltano, exclusive=("tap-x",), stop_grace_seconds=1.5,
+    env={"FLX_TEST_MARKER": project},
+))
+for event in run.start().events():
+    print("event", flush=True)
+"""
+
+
+def test_a_killed_runners_load_keeps_the_lock_until_its_last_process_is_gone(tmp_path, processes_with):
+    script = fake_meltano(tmp_path, STUBBORN)
+    run_id = "0b5e2c9e-0000-4000-8000-00000000dead"
+    other_run = tmp_path / ".meltano" / "run" / "target-y" / "target.0003.config.json"
+    other_run.parent.mkdir(parents=True)
+    other_run.write_text('{"api_key": "another run\'s"}')  # not this load's: it stays
+    runner = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(tmp_path), str(script), run_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert runner.stdout is not None
+    assert runner.stdout.readline() == "event\n"
+    marker = f"FLX_TEST_MARKER={tmp_path}"
+    assert len(processes_with(marker)) >= 3  # supervisor, meltano, its plugin
+    os.killpg(runner.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    runner.wait()
+    # The load outlives its runner only while the supervisor stops it; it holds the lock meanwhile.
+    assert running_load(tmp_path, "tap-x") == run_id
+    assert load_alive(tmp_path, "tap-x", run_id)
+    assert not load_alive(tmp_path, "tap-x", "another-run")
+    acquired: list[tuple[float, list[int]]] = []
+
+    def next_run() -> None:
+        lock = PluginLock.acquire(tmp_path, "tap-x")
+        acquired.append((time.monotonic() - killed, processes_with(marker)))
+        lock.release()
+
+    waiter = threading.Thread(target=next_run)
+    waiter.start()
+    waiter.join(timeout=60)
+    [(after, left)] = acquired
+    assert left == [], "the lock was free while processes of the load still lived"
+    assert after >= 1.5  # SIGTERM was ignored: the supervisor's SIGKILL came after the grace
+    assert running_load(tmp_path, "tap-x") is None
+    run_dir = tmp_path / ".meltano" / "run"
+    assert sorted(p.name for p in run_dir.rglob("*.config.json")) == ["target.0003.config.json"]
+
+
+def test_cancel_returns_only_once_a_load_that_ignores_sigterm_is_killed(tmp_path, processes_with):
+    script = fake_meltano(tmp_path, STUBBORN)
+    meltano = MeltanoRun(
+        request(tmp_path, meltano_executable=str(script), env={"FLX_TEST_MARKER": str(tmp_path)})
+    ).start()
+    events = meltano.events()
+    next(events)  # "started": the plugin is running
+    with busy_cpus():
+        meltano.cancel(grace_seconds=0.5)
+        left = processes_with(f"FLX_TEST_MARKER={tmp_path}")
+    assert left == []
+    assert meltano.cancelled
+    assert meltano.returncode == -signal.SIGKILL
+    assert list(events) == []
+
+
+def test_a_command_the_supervisor_cannot_start_is_a_launch_error(tmp_path):
+    script = tmp_path / "meltano-with-a-broken-shebang"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    with pytest.raises(LaunchError, match=f"could not start {script}"):
+        MeltanoRun(request(tmp_path, meltano_executable=str(script))).start()
 
 
 def test_cancel_before_start_does_nothing(tmp_path):
@@ -223,6 +363,28 @@ def test_a_plugin_lock_makes_the_second_run_wait_and_say_why(tmp_path):
     thread.join()
     # Another plugin is never blocked by it.
     PluginLock.acquire(tmp_path, "tap-b").release()
+
+
+def test_running_load_names_the_lock_holder_without_waiting(tmp_path):
+    assert running_load(tmp_path, "tap-a") is None  # no lock file yet
+    lock = PluginLock.open(tmp_path, "tap-a")
+    lock.take(holder="run-1")
+    assert stat.S_IMODE(lock_path(tmp_path, "tap-a").stat().st_mode) == 0o600
+    started = time.monotonic()
+    assert running_load(tmp_path, "tap-a") == "run-1"
+    assert time.monotonic() - started < 0.5
+    assert load_alive(tmp_path, "tap-a")
+    assert load_alive(tmp_path, "tap-a", "run-1")
+    assert not load_alive(tmp_path, "tap-a", "run-2")
+    assert running_load(tmp_path, "tap-b") is None
+    lock.release()
+    assert running_load(tmp_path, "tap-a") is None
+    assert not load_alive(tmp_path, "tap-a", "run-1")
+    # A holder that names no run (a bare lock) is a load of unknown run: alive for any run id.
+    bare = PluginLock.acquire(tmp_path, "tap-a")
+    assert running_load(tmp_path, "tap-a") == ""
+    assert load_alive(tmp_path, "tap-a", "run-1")
+    bare.release()
 
 
 # --- end to end: a timed-out pipeline ------------------------------------------------------------

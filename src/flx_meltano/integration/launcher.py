@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import select
 import shlex
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO
 
 from flx_meltano.integration.errors import LaunchError
+from flx_meltano.integration.load_lock import PluginLock
 from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
 from flx_meltano.integration.run_events import RunEvent, parse_line
 
@@ -25,24 +28,50 @@ STATE_STRATEGIES = ("auto", "merge", "overwrite")
 # Started early, meltano spends its first seconds importing itself (about 2 s). The gate lets it do
 # that while flx opens the execution and snapshots the state, then holds it until flx writes "g"
 # to its stdin, so it cannot touch the state before the snapshot is taken. EOF instead: exit 0.
+# Once imported it forks: the child (meltano, leading a new process group) waits at the gate; the
+# parent tells the runner meltano's pid and becomes the load's supervisor (exec, which drops the
+# imported meltano), before the gate opens, so neither the fork nor the supervisor's start-up
+# delays the run.
 _GATE = """\
 import os, sys
 sys.path[0] = {script_dir!r}
 from meltano.cli import main
-if os.read(0, 1) != b"g":
-    raise SystemExit(0)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    os.close({control_fd})
+    if os.read(0, 1) != b"g":
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.argv[0] = {script!r}
+    sys.exit(main())
+try:
+    os.setpgid(pid, pid)
+except OSError:
+    pass  # it already did
 null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(null, 0)
-os.close(null)
-sys.argv[0] = {script!r}
-sys.exit(main())
+try:
+    os.write({control_fd}, b"p%d\\n" % pid)
+    os.execv(sys.executable, [sys.executable, "-I", "-S", {supervisor!r}, {spec!r}, str(pid)])
+except OSError as exc:
+    print(f"flx: the load's supervisor could not start ({{exc}}); meltano runs unsupervised", file=sys.stderr)
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) % 256)
 """
+SUPERVISOR = str(Path(__file__).resolve().with_name("supervisor.py"))
+# Between SIGTERM and SIGKILL when the load is stopped; after SIGKILL, how long to wait for it to go.
+STOP_GRACE_SECONDS = 5.0
+KILL_WAIT_SECONDS = 10.0
 
 
-def gated_argv(argv: Sequence[str]) -> list[str] | None:
+def gated_argv(argv: Sequence[str], spec: str = "{}", control_fd: int = 0) -> list[str] | None:
     """``argv`` behind the gate when ``argv[0]`` is meltano's Python console script, else None.
 
-    Any other executable (a wrapper script, a binary) is simply started when the gate would open.
+    ``spec`` is the supervisor's (see ``supervisor``), ``control_fd`` its line to the runner. Any
+    other executable (a wrapper script, a binary) is started by the supervisor when the gate would
+    open.
     """
     script = Path(argv[0])
     try:
@@ -53,7 +82,13 @@ def gated_argv(argv: Sequence[str]) -> list[str] | None:
     shebang = head.splitlines()[0] if head else ""
     if not shebang.startswith("#!") or "python" not in shebang or "from meltano.cli import main" not in head:
         return None
-    code = _GATE.format(script_dir=os.path.abspath(script.parent), script=os.path.abspath(script))
+    code = _GATE.format(
+        script_dir=os.path.abspath(script.parent),
+        script=os.path.abspath(script),
+        supervisor=SUPERVISOR,
+        spec=spec,
+        control_fd=control_fd,
+    )
     return [*shlex.split(shebang[2:]), "-c", code, *argv[1:]]
 
 
@@ -79,6 +114,9 @@ class RunRequest:
         exclusive: plugins no other run of this project may use at the same time (extractors:
             Meltano 4.4 writes an extractor's catalog to one shared file per project, so two
             concurrent runs of one tap corrupt or swap each other's catalog; meltano#8763).
+            The load's own processes hold these locks until the last of them is gone.
+        stop_grace_seconds: when the load is stopped (cancel, timeout, the runner gone), the time
+            between SIGTERM and SIGKILL.
     """
 
     project_dir: Path
@@ -93,6 +131,7 @@ class RunRequest:
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     exclusive: tuple[str, ...] = ()
+    stop_grace_seconds: float = STOP_GRACE_SECONDS
 
     def argv(self) -> list[str]:
         """The command line (no shell ever sees it)."""
@@ -126,21 +165,42 @@ class RunRequest:
 class MeltanoRun:
     """One running ``meltano run``; iterate ``events()`` while it runs, ``cancel()`` to stop it.
 
-    The process leads its own process group, so cancelling signals meltano and every tap, mapper
-    and target it started, and nothing else.
+    meltano runs under a supervisor (see ``supervisor``) in a session of its own, so neither the
+    terminal's job control nor a signal to this runner's process group reaches it. meltano leads a
+    process group holding every tap, mapper and target it starts. The supervisor ends that group
+    when this runner ends, however it ends, and exits only once no process of it is left; until
+    then it holds the locks of ``request.exclusive`` (see ``load_lock``).
     """
 
     def __init__(self, request: RunRequest) -> None:
         self.request = request
+        # The supervisor; in gated runs, first the gate process that becomes it (same pid).
         self._process: subprocess.Popen[str] | None = None
         self._gate: IO[str] | None = None
+        self._control: socket.socket | None = None
+        self._control_lock = threading.Lock()
+        self._messages = b""
+        self._meltano_pid: int | None = None
+        self._reported_code: int | None = None
+        self._spawn_error: str | None = None
+        self._locks: list[PluginLock] = []
+        self._started = False
         self.cancelled = False
         self.timed_out = False
         self._timer: threading.Timer | None = None
 
     @property
     def pid(self) -> int | None:
-        """The meltano process id once started."""
+        """meltano's process id, which is its process group (waits briefly for the supervisor to
+        report it); None before it is started."""
+        if self._process is None:
+            return None
+        self._read_control(lambda: self._meltano_pid is not None, timeout=30)
+        return self._meltano_pid
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        """The supervisor's process id (it leads the load's session)."""
         return self._process.pid if self._process else None
 
     def spawn(self) -> MeltanoRun:
@@ -151,10 +211,16 @@ class MeltanoRun:
         if self._process is not None:
             return self
         try:
-            argv = gated_argv(self.request.argv())
-            if argv is not None:
-                self._process = self._popen(argv, gated=True)
-                self._gate = self._process.stdin
+            argv = self.request.argv()
+            self._locks = self._open_locks()
+            child = self._connect()
+            spec = {**self._spec(), "control_fd": child.fileno()}
+            gated = gated_argv(argv, json.dumps(spec), child.fileno())
+            if gated is None:
+                child.close()
+            else:
+                self._popen(gated, child, gated=True)
+                self._gate = self._process.stdin if self._process else None
         except LaunchError:
             pass  # start() meets the same error, where the caller records it
         return self
@@ -162,17 +228,23 @@ class MeltanoRun:
     def start(self, on_wait: Callable[[str], None] | None = None) -> MeltanoRun:
         """Take the plugin locks, then let meltano run; LaunchError when it cannot be started."""
         argv = self.request.argv()
-        self._locks = [
-            PluginLock.acquire(self.request.project_dir, name, on_wait) for name in self.request.exclusive
-        ]
+        if not self._locks:
+            self._locks = self._open_locks()
         try:
+            for lock in self._locks:
+                lock.take(on_wait, holder=self.request.run_id)
             if self._process is None:
-                self._process = self._popen(argv, gated=False)
+                self._start_supervised(argv)
             else:
                 self._open_gate()
-        except LaunchError:
+        except BaseException:
             self._release()
             raise
+        self._started = True
+        # The load's processes hold the locks now, on the same open file descriptions.
+        for lock in self._locks:
+            lock.detach()
+        self._locks = []
         if self.request.timeout_seconds:
             self._timer = threading.Timer(self.request.timeout_seconds, self._time_out)
             self._timer.daemon = True
@@ -186,13 +258,39 @@ class MeltanoRun:
                 self._gate.close()
             self._gate = None
             try:
-                self._process.wait(timeout=10)
+                # It finishes importing itself first (seconds, more on a busy machine).
+                self._process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.cancel()
+        self._release()
 
-    def _popen(self, argv: list[str], gated: bool) -> subprocess.Popen[str]:
+    # --- starting ----------------------------------------------------------------------------
+
+    def _open_locks(self) -> list[PluginLock]:
+        return [PluginLock.open(self.request.project_dir, name) for name in self.request.exclusive]
+
+    def _connect(self) -> socket.socket:
+        """A fresh control line to the supervisor; returns the supervisor's end."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._control = ours
+        return theirs
+
+    def _spec(self) -> dict[str, object]:
+        """What the supervisor needs to know (see ``supervisor``)."""
+        env = self.request.environ()
+        system_dir = env.get("MELTANO_SYS_DIR_ROOT") or os.path.join(self.request.project_dir, ".meltano")
+        return {
+            "owner": os.getpid(),
+            "grace": self.request.stop_grace_seconds,
+            "kill_wait": KILL_WAIT_SECONDS,
+            "run_root": os.path.abspath(os.path.join(self.request.project_dir, system_dir, "run")),
+            "sweep": list(self.request.exclusive),
+            "since": time.time(),
+        }
+
+    def _popen(self, argv: list[str], control: socket.socket, gated: bool) -> None:
         try:
-            return subprocess.Popen(
+            self._process = subprocess.Popen(
                 argv,
                 cwd=self.request.project_dir,
                 env=self.request.environ(),
@@ -202,9 +300,25 @@ class MeltanoRun:
                 text=True,
                 bufsize=1,
                 start_new_session=True,
+                pass_fds=(control.fileno(), *(lock.fd for lock in self._locks)),
             )
         except OSError as exc:
             raise LaunchError(f"could not start {argv[0]}: {exc}") from exc
+        finally:
+            control.close()
+
+    def _start_supervised(self, argv: list[str]) -> None:
+        """Start the supervisor, which starts ``argv`` at once; LaunchError if it cannot."""
+        child = self._connect()
+        spec = {**self._spec(), "control_fd": child.fileno(), "argv": argv}
+        self._popen([sys.executable, "-I", "-S", SUPERVISOR, json.dumps(spec)], child, gated=False)
+        self._read_control(lambda: self._meltano_pid is not None or self._spawn_error is not None, 60)
+        if self._meltano_pid is None:
+            assert self._process is not None
+            self._process.wait()
+            output = self._process.stdout.read() if self._process.stdout else ""
+            tail = " | ".join(output.strip().splitlines()[-5:])
+            raise LaunchError(f"could not start {argv[0]}: {self._spawn_error or tail}")
 
     def _open_gate(self) -> None:
         assert self._process is not None
@@ -221,17 +335,57 @@ class MeltanoRun:
         finally:
             self._gate = None
 
+    def _read_control(self, until: Callable[[], bool], timeout: float) -> None:
+        """Take in the supervisor's messages (``supervisor``) until ``until()`` or ``timeout``."""
+        with self._control_lock:
+            deadline = time.monotonic() + timeout
+            while self._control is not None and not until():
+                remaining = deadline - time.monotonic()
+                readable, _, _ = select.select([self._control], [], [], max(remaining, 0))
+                if not readable:
+                    return
+                data = self._control.recv(4096)
+                if not data:  # the supervisor and every holder of its end are gone
+                    self._control.close()
+                    self._control = None
+                    return
+                self._messages += data
+                *lines, self._messages = self._messages.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    if text[:1] == "p" and text[1:].isdigit():
+                        self._meltano_pid = int(text[1:])
+                    elif text[:1] == "r":
+                        with contextlib.suppress(ValueError):
+                            self._reported_code = int(text[1:])
+                    elif text[:1] == "e":
+                        self._spawn_error = text[1:]
+
+    def _tell(self, message: str) -> bool:
+        """Send the supervisor a message; False when it is no longer listening."""
+        control = self._control
+        if control is None:
+            return False
+        try:
+            control.sendall(message.encode())
+        except OSError:
+            return False
+        return True
+
     def _time_out(self) -> None:
         self.timed_out = True
         self.cancel()
 
+    # --- running -----------------------------------------------------------------------------
+
     def events(self) -> Iterator[RunEvent]:
-        """Typed events, as lines arrive, until meltano exits."""
+        """Typed events, as lines arrive, until the load's last process is gone."""
         if self._process is None:
             self.start()
         assert self._process is not None
         assert self._process.stdout is not None
         try:
+            # The supervisor holds the output pipe too: it ends once the whole load has ended.
             for line in self._process.stdout:
                 event = parse_line(line)
                 if event is not None:
@@ -244,68 +398,71 @@ class MeltanoRun:
                 self._release()
 
     def _release(self) -> None:
-        for lock in getattr(self, "_locks", []):
+        for lock in self._locks:
             lock.release()
         self._locks = []
 
     def wait(self) -> int:
-        """Wait for meltano to exit; its exit code."""
+        """Wait for the load to end; meltano's exit code."""
         assert self._process is not None
-        return self._process.wait()
+        self._process.wait()
+        code = self.returncode
+        assert code is not None
+        return code
 
     @property
     def returncode(self) -> int | None:
-        """The exit code once meltano has exited."""
-        return self._process.returncode if self._process else None
+        """meltano's exit code (negative: killed by that signal) once the whole load has ended."""
+        if self._process is None or self._process.returncode is None:
+            return None
+        self._read_control(lambda: self._reported_code is not None, timeout=0)
+        return self._reported_code if self._reported_code is not None else self._process.returncode
 
-    def cancel(self, grace_seconds: float = 5.0) -> None:
-        """Stop meltano and every process it started: SIGTERM to the group, SIGKILL after grace."""
+    # --- stopping ----------------------------------------------------------------------------
+
+    def cancel(self, grace_seconds: float | None = None) -> None:
+        """Stop meltano and every process it started: SIGTERM, SIGKILL after the grace.
+
+        Returns once the supervisor has exited, that is once no process of the load is left
+        (after SIGKILL it waits up to ``KILL_WAIT_SECONDS`` for the kernel to take them away).
+        ``grace_seconds``: None for the request's ``stop_grace_seconds``.
+        """
+        if grace_seconds is None:
+            grace_seconds = self.request.stop_grace_seconds
         process = self._process
-        if process is None or (process.poll() is not None and not _group_alive(process.pid)):
+        if process is None:
+            return
+        if process.poll() is not None:
+            # The supervisor exits only once the load is gone, unless it was killed itself (then
+            # it reported no exit code, and meltano's group may live on).
+            orphaned = self.returncode is not None and self._reported_code is None
+            if orphaned and self._meltano_pid is not None and _group_alive(self._meltano_pid):
+                self.cancelled = True
+                _stop_group(self._meltano_pid, grace_seconds)
+            self._release()
             return
         self.cancelled = True
-        _signal_group(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_seconds
-        while time.monotonic() < deadline:
-            if process.poll() is not None and not _group_alive(process.pid):
-                return
-            time.sleep(0.05)
-        _signal_group(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_seconds)
-        self._release()
-
-
-class PluginLock:
-    """An inter-process lock on one plugin of one project (flock: released if the holder dies)."""
-
-    def __init__(self, handle: TextIO) -> None:
-        self.handle = handle
-
-    @classmethod
-    def acquire(
-        cls, project_dir: Path, plugin: str, on_wait: Callable[[str], None] | None = None
-    ) -> PluginLock:
-        """Block until no other run of this project uses ``plugin``."""
-        path = Path(project_dir) / ".meltano" / "flx" / "locks" / f"{plugin}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a+")
+        if not self._started:
+            # At the gate or still importing: nothing ran. The supervisor stops it on SIGTERM;
+            # before it exists (the gate process, importing), SIGTERM ends the import.
+            if self._gate is not None:
+                with contextlib.suppress(OSError):
+                    self._gate.close()
+                self._gate = None
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        else:
+            self._tell(f"c{grace_seconds:g}\n")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                on_wait(
-                    f"waiting for another run of {plugin} in this project to finish (Meltano shares "
-                    "an extractor's catalog file between runs, meltano#8763)"
-                )
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        return cls(handle)
-
-    def release(self) -> None:
-        """Let the next run in."""
-        if not self.handle.closed:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
+            process.wait(timeout=grace_seconds + KILL_WAIT_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            # The supervisor is stuck: end the load and it from here.
+            if self._meltano_pid is not None:
+                _signal_group(self._meltano_pid, signal.SIGKILL)
+            _signal_group(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=KILL_WAIT_SECONDS)
+        self._release()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -314,17 +471,29 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is in the process group."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return bool(process_group_members(pgid))
+
+
+def _stop_group(pgid: int, grace_seconds: float) -> None:
+    """SIGTERM a process group that is not ours to reap, SIGKILL it after the grace, wait (bounded)."""
+    for sig, seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, KILL_WAIT_SECONDS)):
+        _signal_group(pgid, sig)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.05)
 
 
 def process_group_members(pgid: int) -> list[int]:
-    """Pids still in a process group (Linux /proc), for tests and the crash reconciler."""
+    """Pids of live (non-zombie) processes in a process group (Linux /proc)."""
     members: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -94,18 +94,27 @@ def _end_of_last_complete_line(fh: t.BinaryIO, size: int) -> int:
     return 0
 
 
+class TargetStoppingError(RuntimeError):
+    """Raised in a sink that starts writing a file after the target was told to stop."""
+
+
 class WriteTracker:
     """Thread-safe bookkeeping of the batches a target's sinks are writing.
 
     Shared by :class:`~target_jsonlines.target.TargetJsonLines` and its sinks. The target
-    uses ``draining`` to refuse to emit STATE while a batch may be half-written, and
-    ``batches_written`` to notice that a sink was drained because it was full.
+    uses ``draining`` to refuse to emit STATE while a batch may be half-written,
+    ``batches_written`` to notice that a sink was drained because it was full, and ``stop``
+    to remove the temporary files of batches being written when it is terminated (the SDK
+    drains sinks in worker threads, which die with the process mid-write).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler, run in the main thread, may interrupt it holding it.
+        self._lock = threading.RLock()
         self._draining = 0
         self._batches_written = 0
+        self._stopping = False
+        self._temp_files: set[Path] = set()
 
     @property
     def draining(self) -> int:
@@ -133,6 +142,45 @@ class WriteTracker:
         """Record that a batch is durably on disk."""
         with self._lock:
             self._batches_written += 1
+
+    def create_temp_file(self, path: Path) -> t.BinaryIO:
+        """Create ``path`` (exclusively) as a temporary file to remove if the target stops.
+
+        Raises:
+            TargetStoppingError: If the target is stopping; no file is created.
+        """
+        with self._lock:
+            if self._stopping:
+                msg = f"target is stopping; not writing {path}"
+                raise TargetStoppingError(msg)
+            handle = path.open("xb")
+            self._temp_files.add(path)
+        return handle
+
+    def temp_file_done(self, path: Path) -> None:
+        """Forget a temporary file that was renamed into place or removed."""
+        with self._lock:
+            self._temp_files.discard(path)
+
+    def stop(self) -> list[Path]:
+        """Refuse new temporary files and remove those being written.
+
+        A batch whose temporary file disappears fails at its ``os.replace``; the file it
+        would have replaced stays as it was. No STATE covers such a batch.
+
+        Returns:
+            The temporary files removed.
+        """
+        with self._lock:
+            self._stopping = True
+            paths = sorted(self._temp_files)
+            self._temp_files.clear()
+        removed = []
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        return removed
 
 
 class JsonLinesSink(BatchSink):
@@ -338,16 +386,16 @@ class JsonLinesSink(BatchSink):
             rows[self._row_key(record)] = line
         self._replace_file(path, rows.values())
 
-    @staticmethod
-    def _replace_file(path: Path, lines: Iterable[bytes]) -> None:
+    def _replace_file(self, path: Path, lines: Iterable[bytes]) -> None:
         """Write ``lines`` to a temp file next to ``path``, fsync it, then ``os.replace``.
 
-        A crash at any point leaves either the old or the new file, never a mix; at worst
-        a stray ``.<file name>.<hex>.tmp`` file is left behind.
+        A crash at any point leaves either the old or the new file, never a mix. An error,
+        SIGTERM or SIGINT removes the temp file; only SIGKILL can leave a stray
+        ``.<file name>.<hex>.tmp`` file behind.
         """
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with tmp.open("xb") as fh:
+            with self._tracker.create_temp_file(tmp) as fh:
                 if path.exists():  # keep the permissions of the file being replaced
                     tmp.chmod(stat.S_IMODE(path.stat().st_mode))
                 for line in lines:
@@ -359,4 +407,6 @@ class JsonLinesSink(BatchSink):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+        finally:
+            self._tracker.temp_file_done(tmp)
         _fsync_directory(path.parent)

@@ -210,16 +210,22 @@ class TargetJsonLines(Target):
 
         The SDK's handler runs ``drain_all()`` and then emits STATE even when the signal
         interrupted a ``process_batch()``, whose records would then be claimed by a STATE
-        without being on disk. In that case exit with ``128 + signum`` and no STATE.
+        without being on disk. In that case remove the temporary files of the batches being
+        written and exit with ``128 + signum`` and no STATE.
 
         Args:
             signum: Signal number.
             frame: Interrupted stack frame.
         """
         if self.write_tracker.draining:
+            # Sinks may be draining in worker threads, which die with the process: remove
+            # their temporary files now (a batch that loses its file fails, untouched).
+            removed = self.write_tracker.stop()
             self.logger.error(
-                "Received signal %d while writing a batch; exiting without emitting STATE.",
+                "Received signal %d while writing a batch; exiting without emitting STATE "
+                "(removed %d temporary file(s)).",
                 signum,
+                len(removed),
             )
             sys.exit(128 + signum)
         super()._handle_termination(signum, frame)

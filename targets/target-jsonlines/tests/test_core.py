@@ -653,6 +653,58 @@ def test_sigterm_between_batches_drains_and_emits_state(fsync_spy: FsyncSpy, out
     assert_states_durable(Run(probe.states, probe.files_at_state, probe.unsynced_at_state, None))
 
 
+SLOW_UPSERT = """\
+import os, sys, threading, time
+real_fsync = os.fsync
+def slow_fsync(fd):
+    # While a worker thread writes an upsert temp file: say so, and take long enough to be killed.
+    if threading.current_thread() is not threading.main_thread():
+        sys.stderr.write("writing a temp file\\n")
+        sys.stderr.flush()
+        time.sleep(30)
+    real_fsync(fd)
+os.fsync = slow_fsync
+from target_jsonlines.target import TargetJsonLines
+TargetJsonLines.cli()
+"""
+
+
+def test_sigterm_during_a_parallel_drain_leaves_no_temp_file(tmp_path: Path) -> None:
+    # Two upsert streams: the end-of-input drain writes both in the SDK's worker threads.
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "a.jsonl").write_text('{"id": 0}\n')
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"destination_path": str(dest), "upsert": True}))
+    messages = [schema_msg("a"), schema_msg("b")]
+    messages += [record_msg("a", {"id": 1}), record_msg("b", {"id": 1})]
+    target = subprocess.Popen(
+        [sys.executable, "-c", SLOW_UPSERT, "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert target.stdin is not None
+    assert target.stderr is not None
+    target.stdin.write(singer_lines(messages))
+    target.stdin.close()  # end of input: drain every sink
+    for line in target.stderr:
+        if "writing a temp file" in line:
+            break
+    assert list(dest.glob(".*.tmp")), "the drain was not writing a temp file"
+    target.send_signal(signal.SIGTERM)
+    target.wait(timeout=20)
+    assert target.stdout is not None
+    out, err = target.stdout.read(), target.stderr.read()
+
+    assert target.returncode == 128 + signal.SIGTERM, err
+    assert out == ""  # no STATE: the batches were not written
+    assert sorted(p.name for p in dest.iterdir()) == ["a.jsonl"]  # no temp file, b never made
+    assert read_jsonl(dest / "a.jsonl") == [{"id": 0}]  # the file being replaced is untouched
+
+
 # --------------------------------------------------------------------------------------
 # Settings and CLI
 # --------------------------------------------------------------------------------------
