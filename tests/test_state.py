@@ -318,7 +318,7 @@ def test_list_get_latest_with_filters(state_backend):
     first = state_api.backup(label="first", settings=b.settings).taken
     cut = datetime.now(UTC)
     b.set(A, NEW)
-    [second] = state_api.backup(label="second", settings=b.settings).taken
+    [second] = state_api.backup([A], label="second", settings=b.settings).taken
     first_a = next(s for s in first if s.state_id == A)
 
     listed = state_api.list_snapshots(settings=b.settings)
