@@ -1,4 +1,4 @@
-"""The reference Dagster code location: this repository's Meltano project as assets, jobs and sensors."""
+"""The Dagster code location of this Meltano project (written by ``flx-meltano init``)."""
 
 from __future__ import annotations
 
