@@ -1111,7 +1111,6 @@ def _state(payload: Any) -> SingerState:
 
 
 @pytest.mark.slow
-@only("systemdb-sqlite")
 def test_restored_backup_replays_exactly_the_same_records(state_backend):
     b = state_backend
     [first] = run(b.ctx, "shop-to-files", RunOptions())
