@@ -16,6 +16,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,16 +163,26 @@ class Databases:
     dagster_name: str
 
 
-@pytest.fixture(scope="session")
-def adoption_databases(default_server: Any) -> Iterator[Databases]:
+@contextmanager
+def new_databases(server: Any) -> Iterator[Databases]:
+    """A migrated flx store and an empty Dagster storage database, dropped afterwards."""
     suffix = uuid.uuid4().hex[:10]
     store, dagster = f"flx_test_{suffix}", f"flx_test_{suffix}_dagster"
-    _database(default_server, store)
-    _database(default_server, dagster)
-    url = default_server.url(store)
+    _database(server, store)
+    _database(server, dagster)
+    url = server.url(store)
     database.ready_engine(url)  # what `flx-meltano db start` does; the store is the user's to create
-    yield Databases(default_server, url, dagster)
-    _drop(default_server, store, dagster)
+    try:
+        yield Databases(server, url, dagster)
+    finally:
+        _drop(server, store, dagster)
+
+
+@pytest.fixture(scope="session")
+def adoption_databases(default_server: Any) -> Iterator[Databases]:
+    """The adopted project's store and Dagster storage."""
+    with new_databases(default_server) as databases:
+        yield databases
 
 
 @dataclass(frozen=True)
@@ -226,10 +237,11 @@ def image(adopted_project: AdoptedProject, dist: Dist, wheel_venv: Path, adoptio
         run([wheel_venv / "bin" / "flx-meltano", "init"], cwd=project, env=user_env())
     venv, home = adoption_root / "image" / "venv", adoption_root / "image" / "dagster_home"
     started = time.monotonic()
-    run(
+    built = run(
         ["bash", REPO / "scripts" / "build-image.sh", project, venv, dist.wheel, LOCK],
         cwd=adoption_root,
         env=user_env({"PYTHON": "python3.11", "DAGSTER_HOME": str(home)}),
         timeout=600,
     )
+    (adoption_root / "image" / "build.log").write_text(built.stdout + built.stderr)
     return Image(project, venv, home, time.monotonic() - started)

@@ -23,7 +23,7 @@ from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.settings import Settings
-from tests.adoption.conftest import REPO, SCALE, STATE_ID, Image, user_env
+from tests.adoption.conftest import REPO, SCALE, STATE_ID, Databases, Image, new_databases, user_env
 from tests.dagster_helpers import DagsterGraphQL, dagster_storage_url, free_port, kill, start_logged, tail
 
 pytestmark = pytest.mark.slow
@@ -62,17 +62,24 @@ class Topology(DagsterGraphQL):
 
 
 @pytest.fixture(scope="module")
-def topology(image: Image, adoption_databases, processes_with) -> Iterator[Topology]:
+def topology_databases(default_server) -> Iterator[Databases]:
+    """A deployment of its own: not the adopted project's store (the state id is the same)."""
+    with new_databases(default_server) as databases:
+        yield databases
+
+
+@pytest.fixture(scope="module")
+def topology(image: Image, topology_databases: Databases, processes_with) -> Iterator[Topology]:
     logs = image.project.parent / "logs"
     logs.mkdir(exist_ok=True)
     grpc_port, web_port, metrics_port = free_port(), free_port(), free_port()
     marker = f"FLX_TEST_MARKER=topology-{grpc_port}"
     instance = {
         "DAGSTER_HOME": str(image.dagster_home),
-        "FLX_DAGSTER_PG_URL": dagster_storage_url(adoption_databases.server, adoption_databases.dagster_name),
+        "FLX_DAGSTER_PG_URL": dagster_storage_url(topology_databases.server, topology_databases.dagster_name),
         "FLX_TEST_MARKER": marker.split("=", 1)[1],
     }
-    code_env = user_env({**instance, "FLX_DATABASE_URL": adoption_databases.store_url})
+    code_env = user_env({**instance, "FLX_DATABASE_URL": topology_databases.store_url})
     dagster_env = user_env(
         {**instance, "FLX_CODE_SERVER_HOST": "127.0.0.1", "FLX_CODE_SERVER_PORT": str(grpc_port)}
     )
@@ -100,7 +107,7 @@ def topology(image: Image, adoption_databases, processes_with) -> Iterator[Topol
     topology = Topology(
         f"http://127.0.0.1:{web_port}",
         logs_dir=logs,
-        store_url=adoption_databases.store_url,
+        store_url=topology_databases.store_url,
         metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
     )
     try:
