@@ -16,7 +16,8 @@ WORKDIR /project
 COPY dist/ /tmp/dist/
 COPY requirements.lock scripts/build-image.sh /tmp/build/
 COPY . /project
-RUN bash /tmp/build/build-image.sh /project /opt/flx "$(ls /tmp/dist/flx_meltano-*.whl)" /tmp/build/requirements.lock \
+RUN pip install --no-cache-dir uv==0.13.9 \
+    && bash /tmp/build/build-image.sh /project /opt/flx "$(ls /tmp/dist/flx_meltano-*.whl)" /tmp/build/requirements.lock \
     && rm -rf /tmp/dist /tmp/build /root/.cache
 
 # The store, Dagster's storage and Meltano's system database are PostgreSQL servers given at run

@@ -5,7 +5,8 @@
 #   2. the project's Meltano plugins (meltano install), 3. bytecode compiled once,
 #   4. the Dagster instance settings in DAGSTER_HOME, 5. Dagster loads the code location.
 # Usage: scripts/build-image.sh PROJECT_DIR VENV_DIR [FLX_MELTANO_REQUIREMENT [CONSTRAINTS_FILE]]
-# Environment: PYTHON (default python3), DAGSTER_HOME (default /opt/dagster/home).
+# Environment: PYTHON (default python3), DAGSTER_HOME (default /opt/dagster/home), UV (default: uv on
+# PATH, else uv is bootstrapped with pip).
 set -euo pipefail
 project=$(cd "$1" && pwd)
 venv=$2
@@ -16,9 +17,15 @@ home=${DAGSTER_HOME:-/opt/dagster/home}
 export MELTANO_CLI_DISABLE_VERSION_CHECK=true MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 
 echo "$(date +%T) == 1. flx-meltano into $venv"
-"$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv==0.13.9
-"$venv/bin/uv" pip install --quiet --python "$venv/bin/python" ${constraints:+--constraint "$constraints"} "$requirement"
+uv=${UV:-$(command -v uv || true)}
+if [ -n "$uv" ]; then
+  "$uv" venv --quiet --python "$python" "$venv"
+else  # no uv yet: bootstrap the one the lock file pins
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv==0.13.9
+  uv=$venv/bin/uv
+fi
+"$uv" pip install --quiet --python "$venv/bin/python" ${constraints:+--constraint "$constraints"} "$requirement"
 export PATH="$venv/bin:$PATH"
 "$venv/bin/flx-meltano" --version
 

@@ -240,7 +240,7 @@ def image(adopted_project: AdoptedProject, dist: Dist, wheel_venv: Path, adoptio
     built = run(
         ["bash", REPO / "scripts" / "build-image.sh", project, venv, dist.wheel, LOCK],
         cwd=adoption_root,
-        env=user_env({"PYTHON": "python3.11", "DAGSTER_HOME": str(home)}),
+        env=user_env({"PYTHON": "python3.11", "DAGSTER_HOME": str(home), "UV": str(UV)}),
         timeout=600,
     )
     (adoption_root / "image" / "build.log").write_text(built.stdout + built.stderr)

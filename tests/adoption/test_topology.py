@@ -43,7 +43,7 @@ def test_the_image_steps_install_everything_the_code_location_needs(image: Image
     assert list((image.venv / "lib").glob("python3.11/site-packages/dagster/__pycache__/__init__*.pyc"))
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "scripts/build-image.sh" in dockerfile
-    assert "RUN bash /tmp/build/build-image.sh /project /opt/flx " in dockerfile
+    assert "&& bash /tmp/build/build-image.sh /project /opt/flx " in dockerfile
 
 
 @dataclass

@@ -114,7 +114,7 @@ class StoreCollector(Collector):
         )
         last_records = GaugeMetricFamily(
             "flx_meltano_stream_last_records",
-            "Records of the stream's newest result (when known).",
+            "Records of the stream in the newest of its pipeline's last 100 executions that ran it.",
             labels=STREAM,
         )
         stream_success = GaugeMetricFamily(
