@@ -333,3 +333,55 @@ def test_metrics_pipeline_still_works_beside_metrics_serve(default_store_url, mo
     assert "show" in usage.output
     serve_help = runner.invoke(app, ["metrics", "serve", "--help"])
     assert "--port" in serve_help.output
+
+
+# --- the exporter's figures ---------------------------------------------------------------------
+
+
+def test_figures_buckets_are_upper_inclusive_cumulative_and_only_of_finished_executions(default_store_url):
+    import sqlalchemy as sa
+
+    from flx_meltano.persistence import database
+    from flx_meltano.persistence.metrics_repository import read_figures
+
+    engine = database.ready_engine(default_store_url)
+    rows = [  # id, status, duration, warnings
+        ("a", "SUCCEEDED", 1.0, []),
+        ("b", "SUCCEEDED", 30.0, ["state regression: bookmark of orders moved backward"]),
+        ("c", "FAILED", 30.5, ["record counts unknown: not a regression"]),
+        ("d", "RUNNING", None, []),
+    ]
+    with engine.begin() as conn:
+        for i, (execution_id, status, duration, warnings) in enumerate(rows):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO flx.executions (id, pipeline_id, status, trigger, started_at, ended_at,"
+                    " duration_seconds, streams, full_refresh, warnings, version) VALUES (:id, 'dev:t-to-u',"
+                    " :status, 'cli', now() - make_interval(mins => :age),"
+                    " CASE WHEN CAST(:d AS float) IS NULL THEN NULL ELSE now() END,"
+                    " :d, '[]', false, CAST(:w AS jsonb), 1)"
+                ),
+                {"id": execution_id, "status": status, "age": 10 - i, "d": duration,
+                 "w": json.dumps(warnings)},
+            )  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "INSERT INTO flx.stream_results (execution_id, stream, status, records, duration_seconds)"
+                    " VALUES (:id, 'orders', :status, :records, :d)"
+                ),
+                {"id": execution_id, "status": "FAILED" if status == "FAILED" else "SUCCEEDED",
+                 "records": 10 * (i + 1), "d": duration},
+            )  # fmt: skip
+    figures = read_figures(engine, (1.0, 30.0, 60.0))
+    [pipeline] = figures.pipelines
+    assert pipeline.executions_by_status == {"SUCCEEDED": 2, "FAILED": 1, "RUNNING": 1}
+    assert pipeline.state_regressions == 1
+    assert pipeline.duration is not None
+    assert pipeline.duration.buckets == ((1.0, 1), (30.0, 2), (60.0, 3))  # 1.0 <= 1, 30.0 <= 30
+    assert (pipeline.duration.count, pipeline.duration.total) == (3, 61.5)
+    [orders] = figures.streams
+    assert orders.results_by_status == {"SUCCEEDED": 3, "FAILED": 1}
+    assert orders.records_loaded == 100
+    assert orders.last_records == 40  # the RUNNING execution is the newest one with the stream
+    assert orders.duration is not None
+    assert orders.duration.count == 3

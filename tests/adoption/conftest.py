@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -225,7 +224,6 @@ class Image:
     project: Path
     venv: Path
     dagster_home: Path
-    seconds: float
 
 
 @pytest.fixture(scope="session")
@@ -236,7 +234,6 @@ def image(adopted_project: AdoptedProject, dist: Dist, wheel_venv: Path, adoptio
     if not (project / "orchestrate" / "dagster" / "definitions.py").exists():
         run([wheel_venv / "bin" / "flx-meltano", "init"], cwd=project, env=user_env())
     venv, home = adoption_root / "image" / "venv", adoption_root / "image" / "dagster_home"
-    started = time.monotonic()
     built = run(
         ["bash", REPO / "scripts" / "build-image.sh", project, venv, dist.wheel, LOCK],
         cwd=adoption_root,
@@ -244,4 +241,4 @@ def image(adopted_project: AdoptedProject, dist: Dist, wheel_venv: Path, adoptio
         timeout=600,
     )
     (adoption_root / "image" / "build.log").write_text(built.stdout + built.stderr)
-    return Image(project, venv, home, time.monotonic() - started)
+    return Image(project, venv, home)
