@@ -12,7 +12,7 @@ PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-json
 # The conformance suite's project of third-party plugins from PyPI (tests/conformance).
 CONFORMANCE := tests/conformance/project
 
-.PHONY: help setup conformance-plugins demo jobs test lint bench lock clean-db
+.PHONY: help setup conformance-plugins demo jobs test lint bench lock clean-db dist browser prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -69,7 +69,10 @@ jobs: setup  ## Run the reference Meltano jobs once through flx-meltano (no Dags
 browser:  ## Headless Chromium for the UI test (Debian packages, as root; skipped when present)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-test: setup conformance-plugins browser  ## Lint, type-check, import contracts, then the whole test suite
+prometheus:  ## Prometheus server for the metrics test (Debian package, as root; skipped when present)
+	command -v prometheus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+test: setup conformance-plugins browser prometheus  ## Lint, type-check, import contracts, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -82,6 +85,9 @@ lint: $(VENV)/.installed  ## Only ruff, mypy and the import contracts
 
 bench: setup  ## Benchmarks; figures land in bench/results/
 	$(BIN)/python -m bench
+
+dist: $(UV)  ## Build the flx-meltano wheel and sdist into dist/ (the Dockerfile installs the wheel)
+	$(UV) build --out-dir dist
 
 lock: $(UV)  ## Re-resolve requirements.lock from pyproject.toml
 	$(UV) pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock

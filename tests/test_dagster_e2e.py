@@ -9,16 +9,12 @@ back through GraphQL (materializations), the flx store (executions) and the file
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,207 +26,45 @@ from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
-from flx_meltano.persistence import database, embedded
+from flx_meltano.persistence import database
 from flx_meltano.settings import Settings
+from tests.dagster_helpers import (
+    FINISHED,
+    DagsterGraphQL,
+    dagster_storage_url,
+    free_port,
+    kill,
+    start_logged,
+    tail,
+)
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-EMBEDDED_DATA = REPO / ".meltano" / "flx" / "test-pgdata"  # the embedded test server of conftest
 ARTIFACTS = REPO / "tests" / "artifacts"
 FILES_PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
 FILES_GROUP = "tap_shopsim_to_target_jsonlines"
 FILES_PREFIX = ["files", "shop"]
 STREAMS = ("customers", "order_items", "orders", "products")
-FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 STARTUP_SECONDS = 120
-RUN_SECONDS = 120
-
-RUN_EVENTS = """
-query RunEvents($runId: ID!) {
-  runOrError(runId: $runId) {
-    ... on Run {
-      status
-      eventConnection(afterCursor: null) {
-        events {
-          __typename
-          ... on MessageEvent { message }
-          ... on ExecutionStepFailureEvent { error { message } }
-          ... on RunFailureEvent { error { message } }
-        }
-      }
-    }
-  }
-}
-"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _kill(pids: Sequence[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-
-
-@dataclass
-class DagsterDev:
+@dataclass(kw_only=True)
+class DagsterDev(DagsterGraphQL):
     """A running ``dagster dev`` (webserver and daemon) and what it was started with."""
 
-    url: str
     root: Path
     log: Path
     store_url: str
     output: Path
     system_db: Path
     process: subprocess.Popen[bytes]
-    location: str = ""
 
     def log_tail(self, lines: int = 80) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log, lines)
 
-    def post(
-        self, query: str, variables: dict[str, Any] | None = None, timeout: float = 30
-    ) -> dict[str, Any]:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-
-    def gql(self, query: str, **variables: Any) -> dict[str, Any]:
-        """The ``data`` of a GraphQL answer; a failure naming the errors otherwise."""
-        try:
-            answer = self.post(query, variables)
-        except urllib.error.HTTPError as exc:
-            pytest.fail(f"GraphQL HTTP {exc.code}: {exc.read().decode(errors='replace')}")
-        if answer.get("errors"):
-            pytest.fail(f"GraphQL errors: {json.dumps(answer['errors'], indent=1)}")
-        return answer["data"]
-
-    def selector(self, job: str, asset_selection: Sequence[Sequence[str]] | None = None) -> dict[str, Any]:
-        selector: dict[str, Any] = {
-            "repositoryLocationName": self.location,
-            "repositoryName": "__repository__",
-            "jobName": job,
-        }
-        if asset_selection is not None:
-            selector["assetSelection"] = [{"path": list(path)} for path in asset_selection]
-        return selector
-
-    def launch(
-        self,
-        job: str,
-        *,
-        asset_selection: Sequence[Sequence[str]] | None = None,
-        run_config: dict[str, Any] | None = None,
-    ) -> str:
-        """Launch a run the way the UI's Materialize button does; its run id."""
-        params: dict[str, Any] = {"selector": self.selector(job, asset_selection)}
-        if run_config is not None:
-            params["runConfigData"] = run_config
-        data = self.gql(
-            """
-            mutation Launch($params: ExecutionParams!) {
-              launchRun(executionParams: $params) {
-                __typename
-                ... on LaunchRunSuccess { run { runId } }
-                ... on PythonError { message }
-                ... on InvalidSubsetError { message }
-                ... on RunConfigValidationInvalid { errors { message } }
-              }
-            }
-            """,
-            params=params,
-        )
-        result = data["launchRun"]
-        assert result["__typename"] == "LaunchRunSuccess", result
-        return str(result["run"]["runId"])
-
-    def run_status(self, run_id: str) -> str:
-        data = self.gql(
-            "query Status($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }",
-            runId=run_id,
-        )
-        return str(data["runOrError"]["status"])
-
-    def wait_for_run(self, run_id: str, timeout: float = RUN_SECONDS) -> str:
-        """The run's final status (SUCCESS, FAILURE or CANCELED); a test failure after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        status = ""
-        while time.monotonic() < deadline:
-            status = self.run_status(run_id)
-            if status in FINISHED:
-                return status
-            time.sleep(0.5)
-        pytest.fail(f"run {run_id} still {status} after {timeout:.0f}s\n{self.explain(run_id)}")
-
-    def explain(self, run_id: str) -> str:
-        """The run's failure messages and the tail of the dagster dev log, for assertion messages."""
-        try:
-            run = self.post(RUN_EVENTS, {"runId": run_id})["data"]["runOrError"]
-            events = run["eventConnection"]["events"]
-            lines = [
-                f"{e['__typename']}: {(e.get('error') or {}).get('message') or e.get('message', '')}"
-                for e in events
-                if e["__typename"] in {"ExecutionStepFailureEvent", "RunFailureEvent", "LogMessageEvent"}
-            ]
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            lines = [f"(run events unavailable: {exc})"]
-        return "\n".join(["run events:", *lines[-40:], "dagster dev log:", self.log_tail(40)])
-
-    def materializations(self, path: Sequence[str], limit: int = 5) -> list[dict[str, Any]]:
-        """Latest materializations of an asset (newest first), with their metadata by label."""
-        data = self.gql(
-            """
-            query Materializations($path: [String!]!, $limit: Int) {
-              assetOrError(assetKey: {path: $path}) {
-                __typename
-                ... on Asset {
-                  assetMaterializations(limit: $limit) {
-                    runId
-                    metadataEntries {
-                      label
-                      ... on IntMetadataEntry { intValue }
-                      ... on TextMetadataEntry { text }
-                    }
-                  }
-                }
-              }
-            }
-            """,
-            path=list(path),
-            limit=limit,
-        )
-        asset = data["assetOrError"]
-        assert asset["__typename"] == "Asset", asset
-        return [
-            {
-                "runId": m["runId"],
-                "metadata": {e["label"]: e.get("intValue", e.get("text")) for e in m["metadataEntries"]},
-            }
-            for m in asset["assetMaterializations"]
-        ]
-
-    def run_materializations(self, run_id: str) -> list[list[str]]:
-        """Asset key paths a run materialized."""
-        data = self.gql(
-            """
-            query RunMaterializations($runId: ID!) {
-              runOrError(runId: $runId) { ... on Run { assetMaterializations { assetKey { path } } } }
-            }
-            """,
-            runId=run_id,
-        )
-        return [m["assetKey"]["path"] for m in data["runOrError"]["assetMaterializations"]]
+    def logs(self) -> str:
+        return "dagster dev log:\n" + self.log_tail(40)
 
     def context(self) -> AppContext:
         return AppContext(settings=Settings(database_url=self.store_url, project_dir=REPO))
@@ -243,15 +77,6 @@ class DagsterDev:
             return [queries.get_execution(ctx, e.id) for e in found]
         finally:
             ctx.close()
-
-
-def _dagster_url(server: Any, name: str) -> str:
-    """Plain ``postgresql://`` URL of database ``name`` (what dagster-postgres understands)."""
-    if server.name == "embedded":
-        running = embedded.running(EMBEDDED_DATA)
-        assert running is not None, "the embedded test server is not running"
-        return running.libpq_url(name)
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +93,7 @@ def dagster(
     store_url = default_server.url(store_name)
     database.ready_engine(store_url)
 
-    port = _free_port()
+    port = free_port()
     home, output, system_db, log = root / "home", root / "out", root / "meltano.db", root / "dagster-dev.log"
     env = {key: value for key, value in os.environ.items() if key != "TAP_SHOPSIM_RECORD_DELAY_MS"}
     env.update(
@@ -277,52 +102,32 @@ def dagster(
             "HOST": "127.0.0.1",
             "PORT": str(port),
             "FLX_DATABASE_URL": store_url,
-            "FLX_DAGSTER_PG_URL": _dagster_url(default_server, dagster_name),
+            "FLX_DAGSTER_PG_URL": dagster_storage_url(default_server, dagster_name),
             "MELTANO_DATABASE_URI": f"sqlite:///{system_db}",
             "TARGET_JSONLINES_DESTINATION_PATH": str(output),
         }
     )
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            ["bash", "scripts/dagster-dev.sh"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    dev = DagsterDev(f"http://127.0.0.1:{port}", root, log, store_url, output, system_db, process)
+    process = start_logged(["bash", "scripts/dagster-dev.sh"], log, env=env, cwd=REPO)
+    dev = DagsterDev(
+        url=f"http://127.0.0.1:{port}",
+        root=root,
+        log=log,
+        store_url=store_url,
+        output=output,
+        system_db=system_db,
+        process=process,
+    )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        version = None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                version = dev.post("{ version }", timeout=5)["data"]["version"]
-                break
-            except (OSError, KeyError, TypeError, ValueError):
-                time.sleep(1)
-        if version is None:
-            pytest.fail(
-                f"dagster dev did not answer POST /graphql within {STARTUP_SECONDS}s "
-                f"(exit code {process.poll()}):\n{dev.log_tail()}"
-            )
-        data = dev.gql(
-            "{ repositoriesOrError { __typename"
-            " ... on RepositoryConnection { nodes { name location { name } } } } }"
-        )
-        nodes = data["repositoriesOrError"].get("nodes", [])
-        locations = [n["location"]["name"] for n in nodes if n["name"] == "__repository__"]
-        assert len(locations) == 1, f"{data}\n{dev.log_tail()}"
-        dev.location = locations[0]
+        dev.wait_until_serving(STARTUP_SECONDS, alive=lambda: process.poll() is None)
         yield dev
     finally:
-        # dagster dev does not shut down on SIGTERM/SIGINT within seconds: kill its whole group,
-        # then anything else started under our temporary directory (meltano leads its own session).
+        # Quicker than a clean stop (test_demo checks that one): kill flx-meltano ui's group, then
+        # everything started under our temporary directory (dagster dev and meltano lead their own
+        # sessions).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-        _kill(processes_with(f"{root}/"))
+        kill(processes_with(f"{root}/"))
         database.engine_for.cache_clear()
         with psycopg.connect(default_server.admin_conninfo, autocommit=True) as conn:
             for name in (store_name, dagster_name):

@@ -1232,8 +1232,7 @@ def _state(payload: Any) -> SingerState:
     return SingerState.from_payload(payload)
 
 
-@pytest.mark.slow
-@only("systemdb-sqlite")
+@pytest.mark.slow  # on every backend: the system database on SQLite and on PostgreSQL, and file://
 def test_restored_backup_replays_exactly_the_same_records(state_backend):
     b = state_backend
     [first] = run(b.ctx, "shop-to-files", RunOptions())

@@ -1,1 +1,1 @@
-"""The reference Dagster code location (a dg project) over this repository's Meltano project."""
+"""The Dagster code location (a dg project) over this Meltano project."""

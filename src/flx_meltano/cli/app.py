@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from flx_meltano import __version__
 from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.cli import catalog, db, runs, state
+from flx_meltano.cli import catalog, db, init, metrics_serve, runs, state, ui
+from flx_meltano.cli.about import version_text
 from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
 from flx_meltano.cli.errors import report
 from flx_meltano.cli.output import console, print_json
@@ -25,12 +25,15 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
 runs.register(app)
+metrics_serve.register(app)  # after runs: makes its 'metrics' command the group 'metrics show|serve'
 state.register(app)
+init.register(app)
+ui.register(app)
 
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"flx-meltano {__version__}")
+        console.print(version_text(), highlight=False)
         raise typer.Exit()
 
 
@@ -49,7 +52,12 @@ def root(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print flx-meltano's, Meltano's and Dagster's versions and exit.",
+        ),
     ] = False,
 ) -> None:
     """flx-meltano."""

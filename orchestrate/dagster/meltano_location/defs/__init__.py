@@ -1,1 +1,1 @@
-"""Components of the reference code location, one folder each (defs.yaml)."""
+"""Components of the code location, one folder each (defs.yaml)."""
