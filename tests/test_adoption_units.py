@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from flx_meltano.application import scaffold
 from flx_meltano.application.ui import PACKAGED_CODE_LOCATION, prepare_dagster_home, prepare_ui
 from flx_meltano.cli.about import version_text
-from flx_meltano.cli.app import app
+from flx_meltano.cli.app import app, main
 from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,21 +112,26 @@ def test_init_refuses_a_directory_outside_the_project_or_an_unknown_style(direct
 
 
 def test_cli_init_outside_a_project_and_over_existing_files_exits_2_naming_them(
-    project: Path, tmp_path_factory, monkeypatch
+    project: Path, tmp_path_factory, monkeypatch, capsys
 ):
-    runner = CliRunner()
+    def flx(*args: str) -> tuple[int, str]:
+        """The command line's own entry point, where errors become ``error: ...`` and exit codes."""
+        with pytest.raises(SystemExit) as done:
+            main(list(args))
+        captured = capsys.readouterr()
+        return int(done.value.code or 0), " ".join((captured.out + captured.err).split())
+
     monkeypatch.setenv("FLX_PROJECT_DIR", str(tmp_path_factory.mktemp("not-a-project")))
-    outside = runner.invoke(app, ["init"])
-    assert outside.exit_code == 2
-    assert "no meltano.yml here" in " ".join(outside.output.split())
+    code, output = flx("init")
+    assert code == 2
+    assert "no meltano.yml here" in output
 
     monkeypatch.setenv("FLX_PROJECT_DIR", str(project))
-    first = runner.invoke(app, ["init"])
-    assert first.exit_code == 0, first.output
-    assert "wrote orchestrate/dagster/workspace.yaml" in first.output
-    again = runner.invoke(app, ["init"])
-    assert again.exit_code == 2
-    text = " ".join(again.output.split())
+    code, output = flx("init")
+    assert code == 0, output
+    assert "wrote orchestrate/dagster/workspace.yaml" in output
+    code, text = flx("init")
+    assert code == 2
     assert "orchestrate/dagster/dg.toml, orchestrate/dagster/meltano_location/__init__.py, " in text
     assert "orchestrate/dagster/workspace.yaml already exist in" in text
 
