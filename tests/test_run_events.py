@@ -330,9 +330,7 @@ def test_a_stream_meltano_did_not_find_in_the_catalog():
     line = r"""{"event": "Stream `public-eventz` was not found in the catalog", "level": "warning", "timestamp": "2026-12-01T10:00:00Z", "_logger": "<_FixedFindCallerLogger meltano.core.plugin.singer.tap (INFO)>"}"""
     assert parse_line(line) == StreamNotFound("public-eventz", "2026-12-01T10:00:00Z")
     # The same words from a plugin are the plugin's log line.
-    plugin = json.dumps(
-        {"stdio": "stderr", "name": "tap-x", "event": "Stream `a` was not found in the catalog"}
-    )
+    plugin = json.dumps({"stdio": "stderr", "name": "tap-x", "event": "Stream `a` was not found in the catalog"})
     assert isinstance(parse_line(plugin), LogRecord)
 
 

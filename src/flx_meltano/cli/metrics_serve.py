@@ -214,3 +214,4 @@ def register(app: typer.Typer) -> None:
     group.registered_commands.append(show)
     group.command("serve")(serve)
     app.add_typer(group, name="metrics")
+

@@ -72,7 +72,9 @@ NEWEST_EXECUTIONS_SEARCHED = 100
 
 def _bucket(value: sa.ColumnElement[Any], bounds: Sequence[float]) -> sa.ColumnElement[Any]:
     """The index of the first bound ``value`` is at or below (``len(bounds)`` above them all)."""
-    return sa.case(*((value <= bound, i) for i, bound in enumerate(bounds)), else_=len(bounds))
+    return sa.case(
+        *((value <= bound, i) for i, bound in enumerate(bounds)), else_=len(bounds)
+    )
 
 
 class _HistogramCounts:
