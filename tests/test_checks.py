@@ -134,3 +134,30 @@ def test_zero_rows_where_there_were_rows_and_a_wiped_bookmark_fail_their_checks(
         regression.description or ""
     )
     assert "the new state has no bookmarks" in regression.description
+
+
+def test_materialization_metadata_is_the_streams_own(meltano_sandbox, default_store_url):
+    """Item 7: the stream's real sync duration, one id, the file the target wrote, the store record."""
+    files, _ = _files_asset(default_store_url)
+    result = materialize(
+        [files],
+        resources={"meltano": _resource(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="5")},
+    )
+    assert result.success
+    by_stream = {e.asset_key.path[-1]: e for e in result.get_asset_materialization_events()}
+    step = next(e for e in result.all_events if e.event_type_value == "STEP_SUCCESS")
+    step_seconds = step.event_specific_data.duration_ms / 1000
+    durations = {}
+    for stream, event in by_stream.items():
+        metadata = event.materialization.metadata
+        rows = metadata["dagster/row_count"].value
+        duration = metadata["meltano/sync_duration_seconds"].value
+        durations[stream] = duration
+        # 5 ms before each record: the stream took at least that, and less than the whole step.
+        assert rows * 0.005 <= duration < step_seconds, (stream, rows, duration, step_seconds)
+        assert metadata["meltano/path"].value == str(meltano_sandbox.output / f"{stream}.jsonl")
+        execution_id = metadata["meltano/execution_id"].value
+        assert metadata["meltano/execution_record"].value == f"flx-meltano execution {execution_id}"
+        assert not {key for key in metadata if key.endswith("run_id")}
+    assert len({e.materialization.metadata["meltano/execution_id"].value for e in by_stream.values()}) == 1
+    assert len(set(durations.values())) == len(durations)  # each stream its own, not the step's

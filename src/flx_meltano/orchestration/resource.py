@@ -111,6 +111,11 @@ def stream_metadata(
         metadata[md.SYNC_DURATION_SECONDS] = MetadataValue.float(result.duration.seconds)
     if result.bookmark:
         metadata[md.BOOKMARK] = MetadataValue.json(result.bookmark)
+    destination = pipeline.destinations.get(result.stream)
+    if destination is not None and destination.qualified_table:
+        metadata[md.TABLE_NAME] = MetadataValue.text(destination.qualified_table)
+    elif destination is not None and destination.path:  # a file target: the file it wrote
+        metadata[md.PATH] = MetadataValue.path(destination.path)
     return metadata
 
 
@@ -254,6 +259,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                 description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
                 metadata={
                     md.EXECUTION_ID: execution.id,
+                    md.EXECUTION_RECORD: md.execution_record(execution.id),
                     md.MISSING_STREAMS: ", ".join(missing),
                 },
             )
