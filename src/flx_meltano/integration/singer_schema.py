@@ -65,15 +65,3 @@ def stream_schema(entry: Mapping[str, Any]) -> StreamSchema | None:
         replication_key=str(replication_key) if replication_key else None,
     )
 
-
-def schema_message(message: Mapping[str, Any]) -> tuple[str, StreamSchema] | None:
-    """A Singer SCHEMA message as (stream, schema); None if it is not one."""
-    if message.get("type") != "SCHEMA" or not message.get("stream"):
-        return None
-    entry = {
-        "schema": message.get("schema"),
-        "key_properties": message.get("key_properties") or (),
-        "replication_key": (message.get("bookmark_properties") or [None])[0],
-    }
-    parsed = stream_schema(entry)
-    return (str(message["stream"]), parsed) if parsed is not None else None
