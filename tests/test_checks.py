@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from dagster import (
@@ -21,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 FILES = ["files", "shop"]
 CUSTOMERS = AssetKey([*FILES, "customers"])
 ORDERS = AssetKey([*FILES, "orders"])
+STATE_ID = "dev:tap-shopsim-to-target-jsonlines"
 
 
 def _files_asset(store_url: str, **kwargs):
@@ -130,10 +133,29 @@ def test_zero_rows_where_there_were_rows_and_a_wiped_bookmark_fail_their_checks(
     regression = _checks(wiped)[AssetCheckKey(ORDERS, BOOKMARK_REGRESSION)]
     assert not regression.passed
     assert regression.severity is AssetCheckSeverity.ERROR
-    assert "flx-meltano state restore-previous dev:tap-shopsim-to-target-jsonlines" in (
-        regression.description or ""
-    )
+    assert f"flx-meltano state restore-previous {STATE_ID}" in (regression.description or "")
     assert "the new state has no bookmarks" in regression.description
+    # The command the check names puts the last good state back.
+    restored = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "flx-meltano"),
+            "state",
+            "restore-previous",
+            STATE_ID,
+            "--yes",
+            "--json",
+        ],
+        env={**os.environ, "FLX_DATABASE_URL": default_store_url, "FLX_PROJECT_DIR": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    result = json.loads(restored.stdout)
+    assert result["state_id"] == STATE_ID
+    assert {change["stream"] for change in result["changes"]} >= {"orders"}
 
 
 def test_materialization_metadata_is_the_streams_own(meltano_sandbox, default_store_url):
