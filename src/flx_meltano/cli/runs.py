@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from contextlib import closing
 from datetime import datetime
 from types import FrameType
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.markup import escape
 
 from flx_meltano.application import commands, queries
 from flx_meltano.application.pipelines import resolve
-from flx_meltano.application.run import RunOptions, run_steps
+from flx_meltano.application.run import ExecutionUpdate, RunOptions, execute, executions_of
 from flx_meltano.cli.context import JsonOption, app_context
 from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
@@ -116,10 +117,14 @@ def register(app: typer.Typer) -> None:
             steps = resolve(ctx.project, target, ctx.environment)  # an unknown target: no progress table
             try:
                 if as_json:
-                    executions = run_steps(ctx, steps, options)
+                    executions = executions_of(execute(ctx, steps, options))
                 else:
-                    with LiveProgress(verbose) as progress:
-                        executions = run_steps(ctx, steps, options, progress)
+                    executions = []
+                    with LiveProgress(verbose) as progress, closing(execute(ctx, steps, options)) as updates:
+                        for update in updates:
+                            progress.show(update)
+                            if isinstance(update, ExecutionUpdate) and update.execution.status.is_terminal:
+                                executions.append(update.execution)
             except KeyboardInterrupt:
                 console.print("[yellow]cancelled: meltano and its plugins were stopped[/yellow]")
                 raise typer.Exit(130) from None
@@ -131,7 +136,7 @@ def register(app: typer.Typer) -> None:
                 ["id", "pipeline", "status", "trigger", "started", "duration", "records", "note"],
                 _execution_rows(executions),
             )
-        if any(str(e.status) != "SUCCEEDED" for e in executions):
+        if any(e.status is not ExecutionStatus.SUCCEEDED for e in executions):
             raise typer.Exit(1)
 
     @app.command()

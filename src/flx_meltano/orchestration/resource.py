@@ -25,7 +25,7 @@ from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
-from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
+from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.settings import Settings
 
@@ -162,18 +162,19 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         """A fresh application context for one run."""
         return AppContext(settings=self.settings(), env=dict(self.env))
 
-    def _options(
+    def _options(  # the one mapping of the resource and MeltanoRunConfig onto RunOptions
         self,
         context: AssetExecutionContext,
         streams: tuple[str, ...] | None,
         run_config: MeltanoRunConfig | None = None,
     ) -> run_use_case.RunOptions:
         run_config = run_config or MeltanoRunConfig()
+        strategy = run_config.state_strategy or self.state_strategy
         return run_use_case.RunOptions(
             streams=streams,
             trigger=_trigger(context.run.tags),
             full_refresh=run_config.full_refresh or self.full_refresh,
-            state_strategy=run_config.state_strategy or self.state_strategy,
+            state_strategy=StateStrategy.parse(strategy) if strategy else None,
             timeout_seconds=run_config.timeout_seconds or self.timeout_seconds,
             dagster_run_id=context.run.run_id,
             env=dict(run_config.env),
@@ -259,19 +260,15 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
     ) -> None:
         """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
         ctx = self.app_context()
-        observer = _DagsterLogObserver(context)
+        log = CollapsedLog(context)
         try:
-            run_use_case.run_command(ctx, command, self._options(context, None, run_config), observer)
+            options = self._options(context, None, run_config)
+            with closing(run_use_case.execute_command(ctx, command, options)) as updates:
+                for update in updates:
+                    if isinstance(update, run_use_case.LogUpdate):
+                        log(update.level, update.plugin, update.message)
         except run_use_case.CommandFailed as exc:
             raise Failure(description=str(exc)) from exc
         finally:
-            observer.log.flush()
+            log.flush()
             ctx.close()
-
-
-class _DagsterLogObserver(run_use_case.SilentObserver):
-    def __init__(self, context: AssetExecutionContext) -> None:
-        self.log = CollapsedLog(context)
-
-    def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        self.log(level, plugin, message)
