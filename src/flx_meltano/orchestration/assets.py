@@ -39,7 +39,7 @@ def pool_for(pipeline: PipelineDefinition) -> str:
     state id because Meltano 4.4 shares an extractor's catalog file between concurrent runs of
     the same project (meltano#8763), so any two runs of one tap must not overlap.
     """
-    return f"meltano/{pipeline.extractor.name}"
+    return md.extractor_pool(pipeline.extractor.name)
 
 
 def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None = None) -> RetryPolicy | None:
