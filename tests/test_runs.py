@@ -238,7 +238,7 @@ def _cli_filters_executions_and_shows_metrics(sandbox, store_url, first, second)
     assert ids("--status", "FAILED") == []
     [row] = json.loads(flx(env, "executions", "--json", "-n", "1"))
     assert set(row) >= {"id", "pipeline_id", "status", "trigger", "started_at", "records", "results", "error"}
-    assert (row["pipeline_id"], row["status"], row["trigger"]) == (FILES_PIPELINE, "SUCCEEDED", "cli")
+    assert (row["pipeline_id"], row["status"], row["trigger"]) == (FILES_PIPELINE, "SUCCEEDED", "api")
     assert {r["stream"]: r["records"] for r in row["results"]} == {
         s: r.records for s, r in second.results.items()
     }

@@ -154,49 +154,25 @@ def execute_pipeline(
     then goes on unchanged.
     """
     options = options or RunOptions()
-    if options.execution_id is None:
-        options = replace(options, execution_id=str(uuid.uuid4()))
+    run_id = options.execution_id or str(uuid.uuid4())  # Meltano's run id is the execution id
+    options = replace(options, execution_id=run_id)
     env = {**ctx.run_env, **options.env}
     redact = Redactor.for_plugins((definition.extractor, *definition.mappers, definition.loader), env)
     # meltano spends its first seconds importing itself: it does so behind the launch gate while
     # the execution is opened and the state snapshotted, and runs only from run.start() on.
-    run = MeltanoRun(_run_request(ctx, definition, options, env)).spawn()
+    request = _run_request(ctx, options, env, blocks=definition.blocks, run_id=run_id, definition=definition)
+    run = MeltanoRun(request).spawn()
     try:
         execution, state_before = open_execution(ctx, definition, options)
     except BaseException:
         run.abort()
         raise
     opened = _OpenRun(ctx, definition, execution, state_before, options, redact)
-    waits: list[str] = []
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
         yield ExecutionUpdate(execution)
-        tracker = opened.tracker = ExecutionTracker(
-            extractor=definition.extractor.name,
-            loader=definition.loader.name,
-            # Meltano logs a mapper's lines under its mapping's name or its plugin's: know both.
-            mappers=tuple(dict.fromkeys((*definition.mappings, *(m.name for m in definition.mappers)))),
-            read_state=lambda: _state(ctx, definition),
-            expected_streams=execution.streams,
-            state_before=state_before or SingerState.empty(),
-        )
-        with ctx.unit_of_work() as uow:
-            events = run.start(on_wait=waits.append).events()
-            for message in waits:
-                yield LogUpdate("info", None, message)
-            for event in events:
-                if isinstance(event, LogRecord):
-                    yield LogUpdate(event.level, event.plugin, redact(event.message))
-                elif isinstance(event, BlockCompleted) and not event.success:
-                    yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
-                for note in tracker.feed(event):
-                    if isinstance(note, StreamProgress):
-                        yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
-                    elif isinstance(note, StreamConfirmed):
-                        execution.record_stream(note.result, at=_now())
-                        uow.executions.save(execution)
-                        uow.commit()
-                        yield StreamUpdate(execution, note.result)
+        opened.tracker = _tracker(opened)
+        yield from _follow(opened, run)
         _close(
             opened,
             cancelled=run.cancelled and not run.timed_out,
@@ -218,16 +194,71 @@ def execute_pipeline(
     yield ExecutionUpdate(execution)
 
 
+def _tracker(opened: _OpenRun) -> ExecutionTracker:
+    """The tracker of an opened execution's extract-load block."""
+    ctx, definition = opened.ctx, opened.definition
+    return ExecutionTracker(
+        extractor=definition.extractor.name,
+        loader=definition.loader.name,
+        # Meltano logs a mapper's lines under its mapping's name or its plugin's: know both.
+        mappers=tuple(dict.fromkeys((*definition.mappings, *(m.name for m in definition.mappers)))),
+        read_state=lambda: _state(ctx, definition),
+        expected_streams=opened.execution.streams,
+        state_before=opened.state_before or SingerState.empty(),
+    )
+
+
+def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, None]:
+    """Start the spawned run; translate its events into updates, recording each confirmed stream."""
+    ctx, definition, execution, redact = opened.ctx, opened.definition, opened.execution, opened.redact
+    tracker = opened.tracker
+    assert tracker is not None
+    waits: list[str] = []
+    with ctx.unit_of_work() as uow:
+        events = run.start(on_wait=waits.append).events()
+        for message in waits:
+            yield LogUpdate("info", None, message)
+        for event in events:
+            if isinstance(event, LogRecord):
+                yield LogUpdate(event.level, event.plugin, redact(event.message))
+            elif isinstance(event, BlockCompleted) and not event.success:
+                yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
+            for note in tracker.feed(event):
+                if isinstance(note, StreamProgress):
+                    yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
+                elif isinstance(note, StreamConfirmed):
+                    execution.record_stream(note.result, at=_now())
+                    uow.executions.save(execution)
+                    uow.commit()
+                    yield StreamUpdate(execution, note.result)
+
+
 def _run_request(
-    ctx: AppContext, definition: PipelineDefinition, options: RunOptions, env: dict[str, str]
+    ctx: AppContext,
+    options: RunOptions,
+    env: dict[str, str],
+    *,
+    blocks: tuple[str, ...],
+    run_id: str,
+    definition: PipelineDefinition | None = None,
 ) -> RunRequest:
-    """The ``meltano run`` of one execution of ``definition`` (``options.execution_id``)."""
-    assert options.execution_id is not None
+    """The ``meltano run`` of ``blocks``: of one execution of ``definition`` (its streams, state
+    options and extractor lock), or of a command block (``definition`` None)."""
+    if definition is None:
+        return RunRequest(
+            project_dir=ctx.settings.project_dir,
+            environment=ctx.environment,
+            blocks=blocks,
+            run_id=run_id,
+            meltano_executable=ctx.settings.meltano_executable,
+            timeout_seconds=options.timeout_seconds,
+            env=env,
+        )
     return RunRequest(
         project_dir=ctx.settings.project_dir,
         environment=definition.state_id.environment,
-        blocks=definition.blocks,
-        run_id=options.execution_id,
+        blocks=blocks,
+        run_id=run_id,
         meltano_executable=ctx.settings.meltano_executable,
         select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
         full_refresh=options.full_refresh,
@@ -422,19 +453,10 @@ def execute_command(
     """Run a command block (e.g. ``dbt-postgres:run``) through ``meltano run``, yielding its log
     lines; CommandFailed if it fails."""
     options = options or RunOptions()
-    run = MeltanoRun(
-        RunRequest(
-            project_dir=ctx.settings.project_dir,
-            environment=ctx.environment,
-            blocks=(str(command),),
-            run_id=str(uuid.uuid4()),
-            meltano_executable=ctx.settings.meltano_executable,
-            timeout_seconds=options.timeout_seconds,
-            env={**ctx.run_env, **options.env},
-        )
-    )
+    env = {**ctx.run_env, **options.env}
+    run = MeltanoRun(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
     plugins = [p for p in ctx.project.plugins if p.name == command.plugin]
-    redact = Redactor.for_plugins(plugins, {**ctx.run_env, **options.env})
+    redact = Redactor.for_plugins(plugins, env)
     failure: str | None = None
     try:
         for event in run.start().events():

@@ -33,7 +33,7 @@ from flx_meltano.orchestration.sensors import (
     build_crash_reconciler_sensor,
     build_stale_pipeline_sensor,
 )
-from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, dagster_meta
+from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, pipeline_meta
 from flx_meltano.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 def freshness_of(pipeline: PipelineDefinition, default_hours: float | None) -> timedelta | None:
     """``meta.dagster.freshness_hours`` of the loader or extractor, else the default."""
-    meta = {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+    meta = pipeline_meta(pipeline)
     hours = meta.get("freshness_hours", default_hours)
     return timedelta(hours=float(hours)) if hours else None
 

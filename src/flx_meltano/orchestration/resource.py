@@ -222,38 +222,8 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         assert execution is not None
         for warning in execution.warnings:
             context.log.warning(warning)
-        if execution.regression_warnings:
-            for stream, key in stream_keys.items():
-                if stream in execution.results:
-                    yield AssetObservation(
-                        asset_key=key,
-                        metadata={
-                            md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
-                            md.EXECUTION_ID: MetadataValue.text(execution.id),
-                            md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
-                        },
-                    )
-        missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
-        if execution.status is ExecutionStatus.SUCCEEDED and missing:
-            # The run did what it could, but streams asked for do not exist: the step must say so.
-            raise Failure(
-                description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
-                metadata={
-                    md.EXECUTION_ID: execution.id,
-                    md.MISSING_STREAMS: ", ".join(missing),
-                },
-            )
-        if execution.status is not ExecutionStatus.SUCCEEDED:
-            failed = [s for s, r in execution.results.items() if r.status is not StreamStatus.SUCCEEDED]
-            raise Failure(
-                description=f"{pipeline.id}: {execution.status}: {execution.error}",
-                metadata={
-                    md.EXECUTION_ID: execution.id,
-                    md.EXECUTION_RECORD: md.execution_record(execution.id),
-                    md.FAILED_PLUGIN: execution.failed_plugin or "",
-                    md.UNCONFIRMED_STREAMS: ", ".join(failed),
-                },
-            )
+        yield from _regression_observations(execution, stream_keys)
+        _fail_unless_complete(pipeline, execution)
 
     def run_command(
         self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
@@ -272,3 +242,46 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         finally:
             log.flush()
             ctx.close()
+
+
+def _regression_observations(
+    execution: PipelineExecution, stream_keys: Mapping[str, AssetKey]
+) -> Iterator[AssetObservation]:
+    """An observation on each stream of a run whose state moved backwards (or was reset)."""
+    if not execution.regression_warnings:
+        return
+    for stream, key in stream_keys.items():
+        if stream in execution.results:
+            yield AssetObservation(
+                asset_key=key,
+                metadata={
+                    md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
+                    md.EXECUTION_ID: MetadataValue.text(execution.id),
+                    md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
+                },
+            )
+
+
+def _fail_unless_complete(pipeline: PipelineDefinition, execution: PipelineExecution) -> None:
+    """Fail the step when the run failed, or succeeded without streams that were asked for."""
+    missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
+    if execution.status is ExecutionStatus.SUCCEEDED and missing:
+        # The run did what it could, but streams asked for do not exist: the step must say so.
+        raise Failure(
+            description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
+            metadata={
+                md.EXECUTION_ID: execution.id,
+                md.MISSING_STREAMS: ", ".join(missing),
+            },
+        )
+    if execution.status is not ExecutionStatus.SUCCEEDED:
+        failed = [s for s, r in execution.results.items() if r.status is not StreamStatus.SUCCEEDED]
+        raise Failure(
+            description=f"{pipeline.id}: {execution.status}: {execution.error}",
+            metadata={
+                md.EXECUTION_ID: execution.id,
+                md.EXECUTION_RECORD: md.execution_record(execution.id),
+                md.FAILED_PLUGIN: execution.failed_plugin or "",
+                md.UNCONFIRMED_STREAMS: ", ".join(failed),
+            },
+        )
