@@ -28,8 +28,9 @@ from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
     MeltanoStream,
-    dagster_meta,
     dagster_name,
+    pipeline_meta,
+    pipeline_name,
     tag_value,
 )
 
@@ -43,7 +44,7 @@ def pool_for(pipeline: PipelineDefinition) -> str:
     state id because Meltano 4.4 shares an extractor's catalog file between concurrent runs of
     the same project (meltano#8763), so any two runs of one tap must not overlap.
     """
-    return f"meltano/{pipeline.extractor.name}"
+    return md.extractor_pool(pipeline.extractor.name)
 
 
 def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None = None) -> RetryPolicy | None:
@@ -51,7 +52,7 @@ def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None =
 
     ``retry: {max_retries: 3, delay_seconds: 30, backoff: exponential}`` in meltano.yml.
     """
-    meta = {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+    meta = pipeline_meta(pipeline)
     retry = meta.get("retry")
     if not isinstance(retry, Mapping):
         return default
@@ -102,7 +103,7 @@ def meltano_pipeline_assets(
     catalog_schemas = {stream: schemas[stream] for stream in keys if schemas and stream in schemas}
 
     @multi_asset(
-        name=dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}"),
+        name=pipeline_name(pipeline),
         specs=list(specs.values()),
         check_specs=checks_of or None,
         can_subset=True,
