@@ -16,6 +16,7 @@ from flx_meltano.application.run import RunOptions, run_steps
 from flx_meltano.cli.context import JsonOption, app_context
 from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
+from flx_meltano.cli.sync import sync_before_listing
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, Trigger
 
@@ -138,6 +139,7 @@ def register(app: typer.Typer) -> None:
     def pipelines(as_json: JsonOption = False) -> None:
         """Every pipeline with its last status."""
         with app_context() as ctx:
+            sync_before_listing(ctx)
             rows = queries.list_pipelines(ctx)
         if as_json:
             print_json(rows)
@@ -174,6 +176,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Execution history, newest first."""
         with app_context() as ctx:
+            sync_before_listing(ctx)
             rows = queries.execution_history(ctx, pipeline=pipeline, status=status, since=since, limit=limit)
         if as_json:
             print_json([_as_dict(e) for e in rows])
@@ -191,6 +194,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One execution with its per-stream results."""
         with app_context() as ctx:
+            sync_before_listing(ctx)
             e = queries.get_execution(ctx, execution_id)
         if as_json:
             print_json(_as_dict(e))

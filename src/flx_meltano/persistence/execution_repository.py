@@ -198,6 +198,21 @@ class ExecutionRepository:
         """The newest executions of one pipeline."""
         return self.history(ExecutionFilter(pipeline_id=pipeline_id, limit=limit))
 
+    def covering(self, pipeline_id: str, at: datetime, *, exclude_trigger: str) -> str | None:
+        """The id of an execution of ``pipeline_id`` running at ``at`` (not of ``exclude_trigger``)."""
+        statement = (
+            sa.select(executions.c.id)
+            .where(
+                executions.c.pipeline_id == pipeline_id,
+                executions.c.trigger != exclude_trigger,
+                executions.c.started_at <= at,
+                sa.or_(executions.c.ended_at.is_(None), executions.c.ended_at >= at),
+            )
+            .order_by(*NEWEST_FIRST)
+            .limit(1)
+        )
+        return self.connection.execute(statement).scalar()
+
     def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
         """Executions still PENDING or RUNNING (of one pipeline, or all)."""
         statement = sa.select(executions).where(
