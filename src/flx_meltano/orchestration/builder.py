@@ -24,8 +24,10 @@ from dagster import (
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import all_pipelines, unmatched_select_rules
 from flx_meltano.domain.project import Job, PipelineDefinition, ProjectModel, Schedule
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
 from flx_meltano.orchestration.dbt_options import DbtOptions, is_dbt_plugin
+from flx_meltano.orchestration.outside_runs import StreamAssets, build_outside_runs_sensor
 from flx_meltano.orchestration.resource import MeltanoResource
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules, pipeline_job
 from flx_meltano.orchestration.sensors import (
@@ -99,6 +101,7 @@ class LocationOptions:
         default_freshness_hours: for pipelines without ``meta.dagster.freshness_hours``.
         stale_sensor_status: of ``meltano_stale_pipelines``.
         crash_sensor_status: of ``meltano_crash_reconciler``.
+        outside_runs_sensor_status: of ``meltano_outside_runs`` (runs from outside Dagster).
     """
 
     project_dir: Path | None = None
@@ -113,6 +116,7 @@ class LocationOptions:
     default_freshness_hours: float | None = None
     stale_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED
     crash_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
+    outside_runs_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
 
     def __post_init__(self) -> None:
         if self.default_freshness_hours is not None and self.default_freshness_hours <= 0:
@@ -194,6 +198,14 @@ def _dbt_target(
     return DbtJobTarget(setup, assets, manifest, translator)
 
 
+def _stream_assets(pipeline: PipelineDefinition, definition: AssetsDefinition) -> StreamAssets:
+    """A pipeline's stream -> asset key, from the specs' ``meltano/stream`` metadata."""
+    keys = {
+        str(spec.metadata[md.STREAM]): spec.key for spec in definition.specs if md.STREAM in spec.metadata
+    }
+    return StreamAssets(pipeline, keys)
+
+
 def build_location(options: LocationOptions) -> Definitions:
     """Assets, jobs, schedules, sensors and the ``meltano`` resource of a Meltano project.
 
@@ -256,7 +268,12 @@ def build_location(options: LocationOptions) -> Definitions:
         state_strategy=options.resource.state_strategy,
     )
     sensors: list[SensorDefinition] = [
-        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status)
+        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status),
+        build_outside_runs_sensor(
+            {p.id: _stream_assets(p, d) for p, d in built},
+            resource.app_context,
+            default_status=options.outside_runs_sensor_status,
+        ),
     ]
     if rules:
         sensors.append(
