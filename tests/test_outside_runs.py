@@ -40,7 +40,8 @@ def _tick(sensor, defs, instance: DagsterInstance, cursor: str | None):
 
 def _latest(instance: DagsterInstance, stream: str):
     event = instance.get_latest_materialization_event(AssetKey([*FILES, stream]))
-    assert event is not None and event.asset_materialization is not None, f"no materialization of {stream}"
+    assert event is not None, f"no materialization of {stream}"
+    assert event.asset_materialization is not None
     return event.asset_materialization
 
 
