@@ -201,3 +201,26 @@ def test_bare_runs_on_a_postgresql_system_database(
     assert newer.results["orders"].bookmark["replication_key_value"].startswith(DAY_2)
     assert not sync_meltano_runs(ctx).changed
     ctx.close()
+
+
+def test_an_unreachable_meltano_database_is_a_warning_for_listings_and_an_error_for_sync(
+    meltano_sandbox, default_store_url
+):
+    unreachable = "postgresql://meltano:s3cret-pw@127.0.0.1:1/meltano"  # nothing listens on port 1
+    env = {
+        **os.environ,
+        **meltano_sandbox.env,
+        "MELTANO_DATABASE_URI": unreachable,
+        "FLX_DATABASE_URL": default_store_url,
+        "FLX_PROJECT_DIR": str(REPO),
+    }
+    listing = flx_cli(env, "executions")
+    assert listing.returncode == 0, listing.stderr
+    assert "warning: bare meltano runs not synced" in listing.stderr
+    assert "127.0.0.1:1/meltano" in listing.stderr
+    sync = flx_cli(env, "sync", "--json")
+    assert sync.returncode == 1
+    assert json.loads(sync.stdout)["error"]["type"] == "MeltanoDatabaseUnreadable"
+    for output in (listing.stdout, listing.stderr, sync.stdout, sync.stderr):
+        assert "s3cret-pw" not in output
+        assert "Traceback" not in output

@@ -24,8 +24,10 @@ from flx_meltano.domain.values import StreamStatus, Trigger
 from flx_meltano.integration.meltano_runs import system_database_uri
 from flx_meltano.persistence.database import mask_password
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.meltano_system_db import MeltanoSystemDb
+from flx_meltano.persistence.meltano_system_db import MeltanoDatabaseUnreadable, MeltanoSystemDb
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
+
+__all__ = ["MeltanoDatabaseUnreadable", "SyncReport", "sync_meltano_runs"]
 
 LOST_HEARTBEAT = "meltano stopped heartbeating for 5 minutes while RUNNING: it was most likely killed"
 FOLLOWING = "RUNNING"

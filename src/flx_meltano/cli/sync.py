@@ -6,10 +6,9 @@ import typer
 from rich.markup import escape
 
 from flx_meltano.application.context import AppContext
-from flx_meltano.application.sync import SyncReport, sync_meltano_runs
+from flx_meltano.application.sync import MeltanoDatabaseUnreadable, SyncReport, sync_meltano_runs
 from flx_meltano.cli.context import JsonOption, app_context
 from flx_meltano.cli.output import console, error_console, print_json
-from flx_meltano.errors import FlxError
 
 
 def _as_dict(report: SyncReport) -> dict[str, object]:
@@ -40,10 +39,11 @@ def sync(as_json: JsonOption = False) -> None:
 
 
 def sync_before_listing(ctx: AppContext) -> None:
-    """Sync before a command lists executions; a failure is a warning there, not the command's end."""
+    """Sync before a command lists executions. Meltano's database unreadable is a warning there,
+    not the command's end; a store error goes on (the listing would meet it anyway)."""
     try:
         sync_meltano_runs(ctx)
-    except FlxError as exc:
+    except MeltanoDatabaseUnreadable as exc:
         error_console.print(
             f"[yellow]warning: bare meltano runs not synced: {escape(str(exc))}[/yellow]", highlight=False
         )
