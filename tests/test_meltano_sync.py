@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from flx_meltano.application import queries
+from flx_meltano.application import commands, queries
 from flx_meltano.application.run import RunOptions, run
 from flx_meltano.application.sync import sync_meltano_runs
 from flx_meltano.domain.values import ExecutionStatus, Trigger
@@ -139,6 +139,10 @@ def test_a_running_meltano_run_is_followed_until_it_ends(meltano_sandbox, defaul
         [execution_id] = report.recorded
         assert report.running == (execution_id,)
         assert queries.get_execution(ctx, execution_id).status is ExecutionStatus.RUNNING
+        # Not flx's to cancel, nor to mark crashed: Meltano's heartbeat says whether it lives.
+        with pytest.raises(commands.CannotCancel, match="bare 'meltano run'"):
+            commands.cancel_execution(ctx, execution_id)
+        assert execution_id not in [e.id for e in commands.reconcile_crashed(ctx, lambda run_id: False)]
         assert slow.wait(timeout=300) == 0, slow.stderr.read()[-3000:] if slow.stderr else ""
     finally:
         if slow.poll() is None:
