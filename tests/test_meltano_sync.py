@@ -111,7 +111,7 @@ def test_flx_runs_are_not_recorded_twice(meltano_sandbox, default_store_url):
     assert report.own == (own.id,)
     [recorded] = report.recorded
     newest, oldest = queries.execution_history(ctx, pipeline=PIPELINE)
-    assert (oldest.id, oldest.trigger) == (own.id, Trigger.CLI)
+    assert (oldest.id, oldest.trigger) == (own.id, Trigger.API)
     assert (newest.id, newest.trigger) == (recorded, Trigger.MELTANO)
     assert newest.state_before == own.state_after  # the chain runs through flx's own run
     assert not sync_meltano_runs(ctx).changed
