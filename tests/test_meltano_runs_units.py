@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flx_meltano.application.sync import FOLLOWING, LOST, status_to_remember
 from flx_meltano.domain.meltano_runs import MeltanoRunRecord, MeltanoRunStatus, state_before
 from flx_meltano.integration.meltano_runs import system_database_uri
 from flx_meltano.orchestration.outside_runs import WINDOW, OutsideCursor
@@ -57,6 +58,10 @@ def test_a_running_row_without_heartbeat_for_five_minutes_is_lost():
     assert not running.heartbeat_lost(T0 + timedelta(minutes=4))
     assert running.heartbeat_lost(T0 + timedelta(minutes=6))
     assert not _row(1, None).heartbeat_lost(T0 + timedelta(hours=1))  # ended: not running
+    # A lost run is remembered as such, not followed for ever; a live one is followed.
+    assert status_to_remember(running, T0 + timedelta(minutes=6)) == LOST
+    assert status_to_remember(running, T0 + timedelta(minutes=1)) == FOLLOWING
+    assert status_to_remember(_row(1, None)) == "SUCCESS"
 
 
 def test_the_system_database_is_found_as_meltano_finds_it(tmp_path: Path, monkeypatch):

@@ -31,6 +31,7 @@ __all__ = ["MeltanoDatabaseUnreadable", "SyncReport", "sync_meltano_runs"]
 
 LOST_HEARTBEAT = "meltano stopped heartbeating for 5 minutes while RUNNING: it was most likely killed"
 FOLLOWING = "RUNNING"
+LOST = "LOST"
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,11 @@ def _close(
         )
 
 
-def _status_of(record: MeltanoRunRecord) -> str:
-    """What to remember of a run: RUNNING ones are followed, the rest are done."""
-    if record.is_running and not record.heartbeat_lost(_now()):
-        return FOLLOWING
+def status_to_remember(record: MeltanoRunRecord, now: datetime | None = None) -> str:
+    """What to remember of a run: RUNNING ones are followed (FOLLOWING), one that stopped
+    heartbeating is LOST (recorded CRASHED), the rest keep Meltano's status."""
+    if record.is_running:
+        return LOST if record.heartbeat_lost(now or _now()) else FOLLOWING
     return str(record.status)
 
 
@@ -147,7 +149,7 @@ def _record_new(
         state_id=record.state_id,
         execution_id=record.run_id,
         launched_by_flx=False,
-        meltano_status=_status_of(record),
+        meltano_status=status_to_remember(record),
     ):
         return "taken", None  # a concurrent sync recorded it
     where = f"Meltano run {record.run_id} of {record.state_id}"
@@ -161,7 +163,7 @@ def _record_new(
     )
     if before is not None:
         snapshot_if_changed(uow, record.state_id, before, SnapshotReason.PRE_RUN, execution.id)
-    if _status_of(record) != FOLLOWING:
+    if status_to_remember(record) != FOLLOWING:
         after = _state(record.state_after(before.singer_state if before else None), f"{where}: state after")
         _close(execution, record, before, after)
         if after is not None:
@@ -174,7 +176,7 @@ def _close_followed(
     uow: SqlUnitOfWork, db: MeltanoSystemDb, record: MeltanoRunRecord, execution_id: str
 ) -> PipelineExecution | None:
     """Close a bare run recorded RUNNING once Meltano ended it (None: still running)."""
-    status = _status_of(record)
+    status = status_to_remember(record)
     if status == FOLLOWING:
         return None
     uow.meltano_runs.set_status(record.run_id, status)
@@ -215,7 +217,7 @@ def sync_meltano_runs(ctx: AppContext) -> SyncReport:
                     execution = _close_followed(uow, db, record, followed[record.run_id])
                     if execution is not None:
                         closed.append(execution.id)
-                    elif _status_of(record) == FOLLOWING:
+                    elif status_to_remember(record) == FOLLOWING:
                         running.append(record.run_id)
                 elif record.row_id > last:
                     outcome, execution = _record_new(uow, db, record)
