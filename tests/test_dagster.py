@@ -63,7 +63,11 @@ def test_definitions_have_an_asset_per_stream_jobs_schedules_and_sensors(default
         "shop_to_files_daily": "0 0 * * *",
         "shop_to_warehouse_6h": "0 */6 * * *",
     }
-    assert {s.name for s in defs.sensors} == {"meltano_crash_reconciler", "meltano_stale_pipelines"}
+    assert {s.name for s in defs.sensors} == {
+        "meltano_crash_reconciler",
+        "meltano_stale_pipelines",
+        "meltano_outside_runs",
+    }
 
 
 def test_materialize_every_stream_reports_confirmed_row_counts(meltano_sandbox, default_store_url):

@@ -9,6 +9,7 @@ back through GraphQL (materializations), the flx store (executions) and the file
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -403,3 +404,74 @@ def test_op_config_may_set_only_full_refresh_for_one_run(dagster):
         config={"ops": {"tap_shopsim_to_target_jsonlines": {"config": {"full_refresh": True}}}},
     )
     assert data["isPipelineConfigValid"]["__typename"] == "PipelineConfigValidationValid", data
+
+
+OUTSIDE_SENSOR = "meltano_outside_runs"
+
+
+def _outside_sensor_ticks(dagster: DagsterDev) -> list[dict[str, Any]]:
+    data = dagster.gql(
+        """
+        query Ticks($selector: SensorSelector!) {
+          sensorOrError(sensorSelector: $selector) {
+            __typename
+            ... on Sensor { sensorState { status ticks(limit: 5) { id status cursor } } }
+          }
+        }
+        """,
+        selector={
+            "repositoryLocationName": dagster.location,
+            "repositoryName": "__repository__",
+            "sensorName": OUTSIDE_SENSOR,
+        },
+    )
+    sensor = data["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", sensor
+    assert sensor["sensorState"]["status"] == "RUNNING"  # on by default
+    return sensor["sensorState"]["ticks"]
+
+
+def _wait(what: str, check: Any, timeout: float, dagster: DagsterDev) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(2)
+    pytest.fail(f"{what} within {timeout:.0f}s:\n{dagster.logs()}")
+
+
+def test_a_cli_run_reaches_dagster_through_the_daemon_within_a_minute(dagster):
+    # The daemon's first tick only marks where reporting starts: wait for it.
+    _wait("no tick of the outside-runs sensor", lambda: _outside_sensor_ticks(dagster), 120, dagster)
+    env = {
+        **os.environ,
+        "FLX_DATABASE_URL": dagster.store_url,
+        "FLX_PROJECT_DIR": str(REPO),
+        "MELTANO_DATABASE_URI": f"sqlite:///{dagster.system_db}",
+        "TARGET_JSONLINES_DESTINATION_PATH": str(dagster.output),
+    }
+    flx = str(REPO / ".venv" / "bin" / "flx-meltano")
+    done = subprocess.run(
+        [flx, "run", FILES_PIPELINE, "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    execution_id = json.loads(done.stdout)[0]["id"]
+    finished = time.monotonic()
+
+    def reported() -> list[dict[str, Any]]:
+        return [
+            m
+            for m in dagster.materializations([*FILES_PREFIX, "orders"], limit=10)
+            if m["metadata"].get("meltano/execution_id") == execution_id
+        ]
+
+    [materialization] = _wait("no materialization of the CLI run", reported, 120, dagster)
+    latency = time.monotonic() - finished
+    assert materialization["runId"] == ""  # a runless event: no Dagster run did it
+    assert materialization["metadata"]["meltano/trigger"] == "cli"
+    assert latency < 70, f"the CLI run reached Dagster after {latency:.0f}s"
+    # Later ticks do not report it again.
+    seen = {t["id"] for t in _outside_sensor_ticks(dagster)}
+    _wait("no later tick", lambda: {t["id"] for t in _outside_sensor_ticks(dagster)} - seen, 120, dagster)
+    assert len(reported()) == 1

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution
+from flx_meltano.domain.values import Trigger
 from flx_meltano.errors import FlxError
 from flx_meltano.integration.processes import ask_to_stop, process_alive, this_host
 from flx_meltano.persistence.errors import NotFound
@@ -31,6 +32,11 @@ def cancel_execution(ctx: AppContext, execution_id: str) -> str:
             ) from None
     if not execution.status.is_active:
         raise CannotCancel(f"execution {execution.id} is already {execution.status}: nothing to cancel")
+    if execution.trigger is Trigger.MELTANO:
+        raise CannotCancel(
+            f"execution {execution.id} is a bare 'meltano run' flx did not launch (recorded from "
+            "Meltano's system database): stop that meltano process itself; the next sync closes it"
+        )
     if execution.dagster_run_id:
         raise CannotCancel(
             f"execution {execution.id} belongs to Dagster run {execution.dagster_run_id}: "

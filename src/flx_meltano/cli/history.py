@@ -11,6 +11,7 @@ from rich.markup import escape
 from flx_meltano.application import queries
 from flx_meltano.cli.context import JsonOption, app_context
 from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
+from flx_meltano.cli.sync import sync_before_listing
 from flx_meltano.cli.views import EXECUTION_COLUMNS, as_dict, execution_rows
 from flx_meltano.domain.values import ExecutionStatus
 
@@ -20,6 +21,7 @@ LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most 
 def pipelines(as_json: JsonOption = False) -> None:
     """Every pipeline with its last status."""
     with app_context() as ctx:
+        sync_before_listing(ctx)
         rows = queries.list_pipelines(ctx)
     if as_json:
         print_json(rows)
@@ -56,6 +58,7 @@ def executions(
 ) -> None:
     """Execution history, newest first."""
     with app_context() as ctx:
+        sync_before_listing(ctx)
         rows = queries.execution_history(ctx, pipeline=pipeline, status=status, since=since, limit=limit)
     if as_json:
         print_json([as_dict(e) for e in rows])
@@ -73,6 +76,7 @@ def execution(
 ) -> None:
     """One execution with its per-stream results."""
     with app_context() as ctx:
+        sync_before_listing(ctx)
         e = queries.get_execution(ctx, execution_id)
     if as_json:
         print_json(as_dict(e))
@@ -117,6 +121,7 @@ def metrics(
 ) -> None:
     """Per-stream record counts and durations over time."""
     with app_context() as ctx:
+        sync_before_listing(ctx)
         rows = queries.stream_metrics(ctx, pipeline, stream, limit)
     if as_json:
         print_json(

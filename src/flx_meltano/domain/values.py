@@ -93,6 +93,7 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     SENSOR = "sensor"
     API = "api"
+    MELTANO = "meltano"  # a bare `meltano run`, read from Meltano's system database
 
 
 @dataclass(frozen=True, order=True)

@@ -25,9 +25,11 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import all_pipelines, stream_schemas, unmatched_select_rules
 from flx_meltano.domain.project import Job, PipelineDefinition, ProjectModel, Schedule
+from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
 from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.dbt_options import DbtOptions, is_dbt_plugin
+from flx_meltano.orchestration.outside_runs import StreamAssets, build_outside_runs_sensor
 from flx_meltano.orchestration.resource import MeltanoResource
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules, pipeline_job
 from flx_meltano.orchestration.sensors import (
@@ -102,6 +104,7 @@ class LocationOptions:
         default_freshness_hours: for pipelines without ``meta.dagster.freshness_hours``.
         stale_sensor_status: of ``meltano_stale_pipelines``.
         crash_sensor_status: of ``meltano_crash_reconciler``.
+        outside_runs_sensor_status: of ``meltano_outside_runs`` (runs from outside Dagster).
     """
 
     project_dir: Path | None = None
@@ -117,6 +120,7 @@ class LocationOptions:
     default_freshness_hours: float | None = None
     stale_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED
     crash_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
+    outside_runs_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING
 
     def __post_init__(self) -> None:
         if self.default_freshness_hours is not None and self.default_freshness_hours <= 0:
@@ -198,6 +202,14 @@ def _dbt_target(
     return DbtJobTarget(setup, assets, manifest, translator)
 
 
+def _stream_assets(pipeline: PipelineDefinition, definition: AssetsDefinition) -> StreamAssets:
+    """A pipeline's stream -> asset key, from the specs' ``meltano/stream`` metadata."""
+    keys = {
+        str(spec.metadata[md.STREAM]): spec.key for spec in definition.specs if md.STREAM in spec.metadata
+    }
+    return StreamAssets(pipeline, keys)
+
+
 def _keys_and_freshness(
     built: Sequence[tuple[PipelineDefinition, AssetsDefinition]], default_hours: float | None
 ) -> tuple[dict[tuple[str, str], list[AssetKey]], list[FreshnessRule]]:
@@ -246,11 +258,20 @@ def _resource(options: LocationOptions, settings: Settings, environment: str) ->
 
 
 def _sensors(
-    options: LocationOptions, resource: MeltanoResource, rules: Sequence[FreshnessRule]
+    options: LocationOptions,
+    resource: MeltanoResource,
+    rules: Sequence[FreshnessRule],
+    built: Sequence[tuple[PipelineDefinition, AssetsDefinition]],
 ) -> list[SensorDefinition]:
-    """The crash reconciler, and the stale-pipeline sensor when a pipeline has a freshness."""
+    """The crash reconciler, the outside-runs sensor, and the stale-pipeline sensor when a
+    pipeline has a freshness."""
     sensors: list[SensorDefinition] = [
-        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status)
+        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status),
+        build_outside_runs_sensor(
+            {p.id: _stream_assets(p, d) for p, d in built},
+            resource.app_context,
+            default_status=options.outside_runs_sensor_status,
+        ),
     ]
     if rules:
         sensors.append(
@@ -311,6 +332,6 @@ def build_location(options: LocationOptions) -> Definitions:
         assets=[*stream_assets, *([dbt.assets] if dbt else []), *job_build.command_assets],
         jobs=[*job_build.jobs.values(), *legacy_jobs.values()],
         schedules=schedules,
-        sensors=_sensors(options, resource, rules),
+        sensors=_sensors(options, resource, rules, built),
         resources={RESOURCE_KEY: resource},
     )

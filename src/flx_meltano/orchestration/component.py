@@ -112,10 +112,11 @@ class ScheduleSettings(Resolvable):
 
 @dataclass
 class SensorSettings(Resolvable):
-    """The stale-pipeline and crash-reconciler sensors."""
+    """The stale-pipeline, crash-reconciler and outside-runs sensors."""
 
     stale_pipelines: Status = "STOPPED"
     crash_reconciler: Status = "RUNNING"
+    outside_runs: Status = "RUNNING"
     default_freshness_hours: float | None = None
 
 
@@ -266,6 +267,9 @@ class MeltanoProjectComponent(Component, Resolvable):
             ),
             crash_sensor_status=DefaultSensorStatus(
                 _status(self.sensors.crash_reconciler, "sensors.crash_reconciler")
+            ),
+            outside_runs_sensor_status=DefaultSensorStatus(
+                _status(self.sensors.outside_runs, "sensors.outside_runs")
             ),
         )
 

@@ -36,6 +36,7 @@ def build_definitions(
     default_freshness_hours: float | None = None,
     stale_sensor_status: DefaultSensorStatus = DefaultSensorStatus.STOPPED,
     crash_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
+    outside_runs_sensor_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
     dbt: DbtOptions | None = DbtOptions(),  # noqa: B008 - frozen, so one shared default is safe
@@ -69,5 +70,6 @@ def build_definitions(
             default_freshness_hours=default_freshness_hours,
             stale_sensor_status=stale_sensor_status,
             crash_sensor_status=crash_sensor_status,
+            outside_runs_sensor_status=outside_runs_sensor_status,
         )
     )

@@ -24,6 +24,7 @@ SYNC_DURATION_SECONDS: Final = "meltano/sync_duration_seconds"
 BOOKMARK: Final = "meltano/bookmark"
 RECORDS_UNKNOWN: Final = "meltano/records_unknown"
 STATE_WARNINGS: Final = "meltano/state_warnings"
+TRIGGER: Final = "meltano/trigger"  # who ran it: dagster, schedule, sensor, cli, api, meltano
 
 # Asset check results of a stream (orchestration/checks.py).
 CHECK_DETAIL: Final = "meltano/check_detail"

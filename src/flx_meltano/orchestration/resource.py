@@ -99,9 +99,14 @@ def stream_metadata(
         md.EXECUTION_ID: MetadataValue.text(execution.id),
         md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
         md.STATE_ID: MetadataValue.text(execution.pipeline_id),
+        md.TRIGGER: MetadataValue.text(str(execution.trigger)),
     }
     if result.records is not None:
         metadata[md.ROW_COUNT] = MetadataValue.int(result.records)
+    elif execution.trigger is Trigger.MELTANO:
+        metadata[md.RECORDS_UNKNOWN] = MetadataValue.text(
+            "a bare `meltano run`, recorded from Meltano's system database: nobody counted its records"
+        )
     else:  # never a 0 nobody saw: say the count is unknown, and why
         metadata[md.RECORDS_UNKNOWN] = MetadataValue.text(
             f"neither {pipeline.extractor.name} nor {pipeline.loader.name} reported a per-stream "

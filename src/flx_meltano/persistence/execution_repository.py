@@ -15,9 +15,11 @@ from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.event_store import EventStore
-from flx_meltano.persistence.tables import executions, stream_results
+from flx_meltano.persistence.tables import events, executions, stream_results
 
 EXECUTION_STREAM_PREFIX = "execution-"
+# The events that close an execution (its type names in the event log).
+CLOSING_EVENTS = ("ExecutionSucceeded", "ExecutionFailed", "ExecutionCancelled", "ExecutionCrashed")
 
 
 def upsert(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...] = ()) -> sa.Insert:
@@ -198,6 +200,21 @@ class ExecutionRepository:
         """The newest executions of one pipeline."""
         return self.history(ExecutionFilter(pipeline_id=pipeline_id, limit=limit))
 
+    def covering(self, pipeline_id: str, at: datetime, *, exclude_trigger: str) -> str | None:
+        """The id of an execution of ``pipeline_id`` running at ``at`` (not of ``exclude_trigger``)."""
+        statement = (
+            sa.select(executions.c.id)
+            .where(
+                executions.c.pipeline_id == pipeline_id,
+                executions.c.trigger != exclude_trigger,
+                executions.c.started_at <= at,
+                sa.or_(executions.c.ended_at.is_(None), executions.c.ended_at >= at),
+            )
+            .order_by(*NEWEST_FIRST)
+            .limit(1)
+        )
+        return self.connection.execute(statement).scalar()
+
     def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
         """Executions still PENDING or RUNNING (of one pipeline, or all)."""
         statement = sa.select(executions).where(
@@ -248,6 +265,35 @@ class ExecutionRepository:
             )
             for row in rows
         ]
+
+    def last_position(self) -> int:
+        """The newest position of the event log (0: empty)."""
+        return int(self.connection.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0)
+
+    def closed_after(self, position: int, limit: int = 500) -> list[tuple[int, PipelineExecution]]:
+        """Executions whose closing event came after ``position`` in the event log, oldest first,
+        with their stream results: (position of the closing event, execution)."""
+        closing = (
+            sa.select(events.c.position, events.c.stream_id)
+            .where(
+                events.c.position > position,
+                events.c.type.in_(CLOSING_EVENTS),
+                events.c.stream_id.startswith(EXECUTION_STREAM_PREFIX, autoescape=True),
+            )
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        found = [
+            (p, stream_id.removeprefix(EXECUTION_STREAM_PREFIX))
+            for p, stream_id in self.connection.execute(closing)
+        ]
+        if not found:
+            return []
+        rows = list(
+            self.connection.execute(sa.select(executions).where(executions.c.id.in_([i for _, i in found])))
+        )
+        by_id = {e.id: e for e in self._with_results(rows)}
+        return [(p, by_id[i]) for p, i in found if i in by_id]
 
     def replay_all(self) -> int:
         """Rebuild every execution row from the event log; returns how many were rebuilt."""

@@ -84,3 +84,18 @@ events = sa.Table(
     sa.Column("payload", JSONB, nullable=False),
     sa.UniqueConstraint("stream_id", "version", name="events_stream_version"),
 )
+
+# Meltano's runs as flx has read them (from Meltano's system database, ``source``): flx's own runs
+# are noted with their execution, bare ``meltano run``s were recorded as one (trigger meltano).
+meltano_runs = sa.Table(
+    "meltano_runs",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("row_id", sa.BigInteger, nullable=False),
+    sa.Column("state_id", sa.Text, nullable=False),
+    sa.Column("execution_id", sa.Text, nullable=False),
+    sa.Column("launched_by_flx", sa.Boolean, nullable=False),
+    sa.Column("meltano_status", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
