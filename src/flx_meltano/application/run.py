@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.log_keeper import LogKeeper, closing_line
 from flx_meltano.application.pipelines import Step, aggregate, resolve
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
@@ -171,6 +172,41 @@ RunUpdate = LogUpdate | ProgressUpdate | StreamUpdate | ExecutionUpdate
 
 
 def execute_pipeline(
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
+) -> Generator[RunUpdate, None, None]:
+    """Run one extract-load pipeline, yielding what happens as it happens; its log is kept in the
+    store as it goes (see ``_run_pipeline`` for the run itself)."""
+    with closing(_run_pipeline(ctx, definition, options)) as updates:
+        yield from keep_log(ctx, updates)
+
+
+def keep_log(ctx: AppContext, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
+    """``updates`` unchanged, every log line of the execution also kept in the store."""
+    keeper: LogKeeper | None = None
+    try:
+        for update in updates:
+            if isinstance(update, LogUpdate) and keeper is not None:
+                keeper.add(update.level, update.plugin, update.message)
+            elif isinstance(update, ExecutionUpdate):
+                if keeper is None:
+                    keeper = LogKeeper(
+                        ctx.unit_of_work, update.execution.id, max_bytes=ctx.settings.log_max_bytes
+                    )
+                elif not update.execution.status.is_active:
+                    keeper.close(closing_line(update.execution))
+            yield update
+    except Exception:
+        if keeper is not None:
+            keeper.close(
+                ("error", f"flx-meltano failed; 'flx-meltano execution {keeper.execution_id}' shows why")
+            )
+        raise
+    finally:
+        if keeper is not None:
+            keeper.close()
+
+
+def _run_pipeline(
     ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
 ) -> Generator[RunUpdate, None, None]:
     """Run one extract-load pipeline, yielding what happens as it happens.

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.cli import catalog, db, init, metrics_serve, runs, state, ui
+from flx_meltano.cli import catalog, db, init, logs, metrics_serve, runs, state, ui
 from flx_meltano.cli.about import version_text
 from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
 from flx_meltano.cli.errors import report
@@ -29,6 +29,7 @@ metrics_serve.register(app)  # after runs: makes its 'metrics' command the group
 state.register(app)
 init.register(app)
 ui.register(app)
+logs.register(app)
 
 
 def _version(value: bool) -> None:

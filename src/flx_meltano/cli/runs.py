@@ -11,9 +11,11 @@ import typer
 from rich.markup import escape
 
 from flx_meltano.application import commands, queries
+from flx_meltano.application.logs import LogFilter, execution_logs
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, run_steps
 from flx_meltano.cli.context import JsonOption, app_context
+from flx_meltano.cli.logs import LAST_LOG_LINES, line_dict, show_last_lines
 from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
 from flx_meltano.cli.progress import LiveProgress
 from flx_meltano.domain.execution import PipelineExecution
@@ -192,8 +194,9 @@ def register(app: typer.Typer) -> None:
         """One execution with its per-stream results."""
         with app_context() as ctx:
             e = queries.get_execution(ctx, execution_id)
+            log = execution_logs(ctx, e.id, LogFilter(tail=LAST_LOG_LINES))
         if as_json:
-            print_json(_as_dict(e))
+            print_json({**_as_dict(e), "last_log_lines": [line_dict(line) for line in log.lines]})
             return
         console.print(f"[bold]{e.id}[/bold]  {e.pipeline_id}  {status_text(str(e.status))}", highlight=False)
         console.print(
@@ -227,6 +230,7 @@ def register(app: typer.Typer) -> None:
                 for r in e.results.values()
             ],
         )
+        show_last_lines(log)
 
     @app.command()
     def metrics(

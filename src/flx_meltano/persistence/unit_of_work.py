@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from flx_meltano.persistence.event_store import EventStore
 from flx_meltano.persistence.execution_repository import ExecutionRepository
+from flx_meltano.persistence.log_repository import ExecutionLogRepository
 from flx_meltano.persistence.pipeline_repository import PipelineRepository
 from flx_meltano.persistence.snapshot_repository import SnapshotRepository
 
@@ -28,6 +29,7 @@ class SqlUnitOfWork:
         self.executions = ExecutionRepository(self._connection, self.events)
         self.pipelines = PipelineRepository(self._connection, self.executions)
         self.snapshots = SnapshotRepository(self._connection, self.events)
+        self.logs = ExecutionLogRepository(self._connection)
         return self
 
     def __exit__(
