@@ -137,12 +137,28 @@ class LogKeeper:
                 self._give_back(lines)
                 raise
 
+    def _pieces(self, lines: list[LogLine]) -> list[list[LogLine]]:
+        """``lines`` cut into chunks of about ``chunk_bytes`` each, so the bound drops little at a time."""
+        pieces: list[list[LogLine]] = [[]]
+        size = 0
+        for line in lines:
+            if pieces[-1] and size + len(line.message) + 40 > self.chunk_bytes:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(line)
+            size += len(line.message) + 40
+        return pieces
+
     def _write(self, lines: list[LogLine]) -> None:
         with self.unit_of_work() as uow:
-            seq = self._seq + 1
-            raw = uow.logs.append(self.execution_id, seq, lines)
-            written = [*self._written, _Written(seq, len(lines), raw)]
-            kept = self._kept_bytes + raw
+            seq = self._seq
+            written = list(self._written)
+            kept = self._kept_bytes
+            for piece in self._pieces(lines):
+                seq += 1
+                raw = uow.logs.append(self.execution_id, seq, piece)
+                written.append(_Written(seq, len(piece), raw))
+                kept += raw
             drop: list[_Written] = []
             while kept > self.max_bytes and len(written) > 1:
                 oldest = written.pop(0)
