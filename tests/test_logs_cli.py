@@ -13,8 +13,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+import flx_meltano
 from flx_meltano.persistence import database
 from flx_meltano.persistence.tables import execution_logs
+from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
@@ -107,6 +109,13 @@ def test_a_cli_run_keeps_its_whole_log_masked_and_logs_reads_it_back(meltano_san
     assert "Traceback" not in unknown.stderr + unknown.stdout
     bad_level = flx(env, "logs", execution_id, "--level", "loud", code=2)
     assert "level 'loud' is not one of debug, info, warning, error, critical" in bad_level.stderr
+
+    api_log = flx_meltano.logs(
+        execution_id[:8],
+        plugin="target-jsonlines",
+        settings=Settings(database_url=default_store_url, project_dir=REPO, environment="dev"),
+    )
+    assert [line.message for line in api_log.lines] == by_plugin["target-jsonlines"]
 
     time.sleep(1.1)
     pruned = json.loads(flx(env, "logs", "prune", "--older-than", "1s", "--json").stdout)

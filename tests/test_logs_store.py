@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -165,3 +166,24 @@ def test_prune_deletes_old_logs_only_and_leaves_a_note(ctx):
     assert [line.message for line in execution_logs(ctx, "exec-new").lines] == ["line of exec-new"]
     assert prune_logs(ctx, timedelta(hours=1)).execution_ids == ["exec-new"]  # never a running one
     assert [line.message for line in execution_logs(ctx, "exec-live").lines] == ["line of exec-live"]
+
+
+def test_lines_the_store_refused_are_kept_for_the_next_write(ctx):
+    execution = stored(ctx, "exec-outage")
+    failures = {"left": 2}
+
+    def flaky_unit_of_work():
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError("the store is away")
+        return ctx.unit_of_work()
+
+    keeper = LogKeeper(flaky_unit_of_work, execution.id, max_bytes=1_000_000, flush_seconds=0.05)
+    for n in range(5):
+        keeper.add("info", "tap-shopsim", f"line {n}")
+        time.sleep(0.06)
+    keeper.close(("info", "execution SUCCEEDED"))
+    assert failures["left"] == 0  # the store did refuse twice
+    log = execution_logs(ctx, execution.id)
+    assert [line.message for line in log.lines] == [*(f"line {n}" for n in range(5)), "execution SUCCEEDED"]
+    assert log.kept.complete
