@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +135,23 @@ class PhaseObserver:
         else:
             self.closed = time.perf_counter()
 
+    def follow(self, updates: Iterator[Any]) -> Any:
+        """Watch a run's updates to the end; its closed execution."""
+        from flx_meltano.application.run import ExecutionUpdate, LogUpdate, ProgressUpdate, StreamUpdate
+
+        execution = None
+        for update in updates:
+            if isinstance(update, LogUpdate):
+                self.on_log(update.level, update.plugin, update.message)
+            elif isinstance(update, ProgressUpdate):
+                self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+            elif isinstance(update, StreamUpdate):
+                self.on_stream(update.execution, update.result)
+            elif isinstance(update, ExecutionUpdate):
+                self.on_execution(update.execution)
+                execution = update.execution
+        return execution
+
     def phases(self) -> dict[str, float]:
         """Seconds before meltano started (open) and after its last output (close)."""
         if self.opened is None or self.closed is None:
@@ -152,7 +169,7 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
     def run_here(sandbox: Sandbox) -> Outcome:
         from flx_meltano.application.context import AppContext
         from flx_meltano.application.pipelines import resolve
-        from flx_meltano.application.run import RunOptions, run_pipeline
+        from flx_meltano.application.run import RunOptions, execute_pipeline
         from flx_meltano.domain.values import Trigger
         from flx_meltano.settings import Settings
 
@@ -163,7 +180,8 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
         try:
             [step] = resolve(ctx.project, REFERENCE_PIPELINE, ctx.environment)
             assert step.pipeline is not None
-            execution = run_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API), observer)
+            with closing(execute_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API))) as updates:
+                execution = observer.follow(updates)
         finally:
             ctx.close()
         seconds = time.perf_counter() - observer.start
