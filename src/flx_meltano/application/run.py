@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -152,11 +152,18 @@ def execute_pipeline(
         yield from keep_log(ctx, updates)
 
 
-def keep_log(ctx: AppContext, updates: Iterator[RunUpdate]) -> Iterator[RunUpdate]:
-    """``updates`` unchanged, every log line of the execution also kept in the store."""
+def keep_log(
+    ctx: AppContext, updates: Generator[RunUpdate, None, None]
+) -> Generator[RunUpdate, None, None]:
+    """``updates`` unchanged, every log line of the execution also kept in the store.
+
+    As transparent as ``yield from``: an exception thrown in (``throw``) goes on into ``updates``,
+    so the run records it as it would without the log.
+    """
     keeper: LogKeeper | None = None
     try:
-        for update in updates:
+        update = next(updates, None)
+        while update is not None:
             if isinstance(update, LogUpdate) and keeper is not None:
                 keeper.add(update.level, update.plugin, update.message)
             elif isinstance(update, ExecutionUpdate):
@@ -166,7 +173,17 @@ def keep_log(ctx: AppContext, updates: Iterator[RunUpdate]) -> Iterator[RunUpdat
                     )
                 elif not update.execution.status.is_active:
                     keeper.close(closing_line(update.execution))
-            yield update
+            try:
+                yield update
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                try:
+                    update = updates.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                update = next(updates, None)
     except Exception:
         if keeper is not None:
             keeper.close(
