@@ -204,14 +204,19 @@ def test_follow_from_another_process_shows_lines_within_2s_and_ends_with_the_exe
                 process.kill()
     assert time.time() - runner_ended < 30
 
-    live = [
-        (seen, line)
-        for seen, line in received
-        if datetime.fromisoformat(str(line["at"])).timestamp() > follower_started
-    ]
-    lags = [seen - datetime.fromisoformat(str(line["at"])).timestamp() for seen, line in live]
+    # Following starts once the follower printed what was there (a Python process takes seconds to
+    # start on a busy machine): every line written after that must reach it within 2 s.
+    assert received, "the follower printed nothing"
+    ready = received[0][0]
+    written = [(seen, datetime.fromisoformat(str(line["at"])).timestamp()) for seen, line in received]
+    live = [(seen, at) for seen, at in written if at > ready]
+    lags = sorted(seen - at for seen, at in live)
+    median_lag = lags[len(lags) // 2]
+    print(f"follow: {len(live)} lines while following; lag median {median_lag:.2f}s, max {lags[-1]:.2f}s")
     assert len(live) >= 20, f"only {len(live)} lines were written while following"
-    assert max(lags) <= 2.0, f"lines reached the follower up to {max(lags):.2f}s after meltano wrote them"
+    assert lags[-1] <= 2.0, (
+        f"lines reached the follower up to {lags[-1]:.2f}s after meltano wrote them: {lags}"
+    )
     assert sum(seen < runner_ended for seen, _ in live) >= 10  # shown while the run was still going
     stored = json.loads(flx(env, "logs", execution_id, "--json").stdout)["lines"]
     assert [line for _, line in received] == stored  # each line once, none missing

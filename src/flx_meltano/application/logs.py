@@ -14,7 +14,7 @@ from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.logs import LogKept, LogLine, level_rank, parse_level
 
-FOLLOW_POLL_SECONDS = 0.5
+FOLLOW_POLL_SECONDS = 0.25
 # A closed execution whose log never completes (its runner was killed): stop following after this.
 FOLLOW_GRACE_SECONDS = 5.0
 BARE_MELTANO_TRIGGER = "meltano"
