@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from itertools import pairwise
 import pytest
 import sqlalchemy as sa
 
+from flx_meltano.application import logs as logs_module
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.log_keeper import LogKeeper
 from flx_meltano.application.logs import LogFilter, execution_logs, parse_age, parse_since, prune_logs
@@ -187,3 +189,12 @@ def test_lines_the_store_refused_are_kept_for_the_next_write(ctx):
     log = execution_logs(ctx, execution.id)
     assert [line.message for line in log.lines] == [*(f"line {n}" for n in range(5)), "execution SUCCEEDED"]
     assert log.kept.complete
+
+
+def test_a_bare_meltano_run_says_its_log_was_never_seen(ctx):
+    # Executions recorded from Meltano's own run record (trigger "meltano", the adoption issue's
+    # bare `meltano run`s) have no log: flx-meltano never saw their output.
+    execution = dataclasses.replace(stored(ctx, "exec-bare", ended=datetime.now(UTC)), trigger="meltano")
+    reason = logs_module._unavailable(execution, None)  # type: ignore[arg-type]
+    assert reason.startswith("it was a bare 'meltano run'")
+    assert "flx-meltano did not run it" in reason
