@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from bench._common import (
 
 NAME = "run_overhead"
 TARGET_RATIO = 1.05
+LOG_TARGET_RATIO = 0.10  # an execution's stored log: at most this share of its raw size
 EXTRACTOR = "tap-shopsim"
 # What integration.state_access imports on its first state read.
 MELTANO_STATE_MODULES = (
@@ -75,7 +76,8 @@ def bare_meltano(sandbox: Sandbox) -> Outcome:
     if code != 0:
         tail = (sandbox.root / "meltano.log").read_text().splitlines()[-5:]
         raise RuntimeError(f"bare meltano run exited {code}: {' | '.join(tail)}")
-    return Outcome(seconds, sandbox.records())
+    console_log = (sandbox.root / "meltano.log").stat().st_size
+    return Outcome(seconds, sandbox.records(), {"meltano_log_bytes": console_log})
 
 
 def _flx_cli(store_url: str) -> Callable[[Sandbox], Outcome]:
@@ -133,6 +135,23 @@ class PhaseObserver:
         else:
             self.closed = time.perf_counter()
 
+    def follow(self, updates: Iterator[Any]) -> Any:
+        """Watch a run's updates to the end; its closed execution."""
+        from flx_meltano.application.run import ExecutionUpdate, LogUpdate, ProgressUpdate, StreamUpdate
+
+        execution = None
+        for update in updates:
+            if isinstance(update, LogUpdate):
+                self.on_log(update.level, update.plugin, update.message)
+            elif isinstance(update, ProgressUpdate):
+                self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+            elif isinstance(update, StreamUpdate):
+                self.on_stream(update.execution, update.result)
+            elif isinstance(update, ExecutionUpdate):
+                self.on_execution(update.execution)
+                execution = update.execution
+        return execution
+
     def phases(self) -> dict[str, float]:
         """Seconds before meltano started (open) and after its last output (close)."""
         if self.opened is None or self.closed is None:
@@ -150,7 +169,7 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
     def run_here(sandbox: Sandbox) -> Outcome:
         from flx_meltano.application.context import AppContext
         from flx_meltano.application.pipelines import resolve
-        from flx_meltano.application.run import RunOptions, run_pipeline
+        from flx_meltano.application.run import RunOptions, execute_pipeline
         from flx_meltano.domain.values import Trigger
         from flx_meltano.settings import Settings
 
@@ -161,7 +180,8 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
         try:
             [step] = resolve(ctx.project, REFERENCE_PIPELINE, ctx.environment)
             assert step.pipeline is not None
-            execution = run_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API), observer)
+            with closing(execute_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API))) as updates:
+                execution = observer.follow(updates)
         finally:
             ctx.close()
         seconds = time.perf_counter() - observer.start
@@ -238,6 +258,51 @@ def busy_note(outcomes: dict[str, list[Outcome]]) -> list[str]:
     return []
 
 
+def log_sizes(store_url: str) -> list[dict[str, int]]:
+    """Each flx run's stored log: lines, raw bytes (its lines encoded, uncompressed), bytes stored."""
+    import sqlalchemy as sa
+
+    from flx_meltano.persistence import database
+    from flx_meltano.persistence.tables import executions
+    from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
+
+    engine = database.ready_engine(store_url)
+    with engine.connect() as conn:
+        ids = [row.id for row in conn.execute(sa.select(executions.c.id))]
+    with SqlUnitOfWork(engine) as uow:
+        found = [uow.logs.size(execution_id) for execution_id in ids]
+    return [{"lines": f.lines, "raw_bytes": f.raw_bytes, "stored_bytes": f.stored_bytes} for f in found]
+
+
+def log_size_measurement(
+    sizes: list[dict[str, int]], outcomes: dict[str, list[Outcome]], scale: int, records: int
+) -> Measurement:
+    """The stored log's size as a share of its raw size (median over the flx runs)."""
+    if not sizes or not all(size["raw_bytes"] for size in sizes):
+        raise RuntimeError(f"an flx run stored no log: {sizes}")
+    ratio = median([size["stored_bytes"] / size["raw_bytes"] for size in sizes])
+    console_log = median([o.phases.get("meltano_log_bytes", 0.0) for o in outcomes["meltano"]])
+    return Measurement(
+        NAME,
+        f"stored execution log / raw (scale {scale}, {records:,} records): median",
+        ratio,
+        "x",
+        f"<= {LOG_TARGET_RATIO:.2f}x",
+        ratio <= LOG_TARGET_RATIO,
+        {
+            "runs": sizes,
+            "raw_bytes_median": median([size["raw_bytes"] for size in sizes]),
+            "stored_bytes_median": median([size["stored_bytes"] for size in sizes]),
+            "lines_median": median([size["lines"] for size in sizes]),
+            "bare_meltano_console_log_bytes_median": console_log,
+            "notes": [
+                "raw bytes: the stored lines encoded, uncompressed (time, level, plugin, message); "
+                "bare meltano's own console log of the same run is given for comparison"
+            ],
+        },
+    )
+
+
 def run(config: Config, databases: Databases) -> list[Measurement]:
     """Median wall-clock of each variant and its ratio to bare meltano."""
     if not plugins_installed():
@@ -249,6 +314,7 @@ def run(config: Config, databases: Databases) -> list[Measurement]:
             config.rounds,
             config.scale,
         )
+        sizes = log_sizes(store.url)
     records = outcomes["meltano"][0].records
     bare = median([o.seconds for o in outcomes["meltano"]])
     cli_startup = startup_seconds([str(BIN / "flx-meltano"), "--help"])
@@ -276,6 +342,7 @@ def run(config: Config, databases: Databases) -> list[Measurement]:
             {**common, "notes": busy_note(outcomes)},
         )
     ]
+    measurements.append(log_size_measurement(sizes, outcomes, config.scale, records))
     labels = {
         "flx_cli": "flx-meltano run --json subprocess",
         "in_process": "run_pipeline in-process (what Dagster uses)",

@@ -18,6 +18,7 @@ from dagster import (
 )
 
 from flx_meltano.application import queries
+from flx_meltano.application.logs import execution_logs
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, open_execution
 from flx_meltano.domain.values import ExecutionStatus, Trigger
@@ -87,6 +88,15 @@ def test_materialize_every_stream_reports_confirmed_row_counts(meltano_sandbox, 
     assert orders["meltano/bookmark"].value["replication_key_value"].startswith("2024-01-02")
     execution_id = orders["meltano/execution_id"].value
     assert orders["meltano/execution_record"].value == f"flx-meltano execution {execution_id}"
+    assert orders["meltano/execution_log"].value == f"flx-meltano logs {execution_id}"
+    log = execution_logs(meltano_sandbox.context(default_store_url), execution_id)
+    stored_id = "dev:tap-shopsim-to-target-jsonlines"
+    messages = [line.message for line in log.lines]
+    assert f"Running job with name '{stored_id}' and run ID '{execution_id}'" in messages
+    assert messages[-1] == "execution SUCCEEDED"
+    # Dagster's event log folds the tap's repeated lines; the store keeps each one.
+    repeated = "Beginning sync of 'order_items' in full_table mode with context keys: ('order_id',)"
+    assert messages.count(repeated) == 100
     assert "meltano/run_id" not in orders  # Meltano's run id is the execution id: given once
     ctx = meltano_sandbox.context(default_store_url)
     stored = queries.get_execution(ctx, execution_id)
@@ -127,6 +137,12 @@ def test_a_failing_tap_materializes_only_confirmed_streams(meltano_sandbox, defa
     assert materialized == {"customers"}
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "tap-shopsim" in failure.message or "tap-shopsim" in str(failure.event_specific_data)
+    metadata = failure.event_specific_data.user_failure_data.metadata
+    execution_id = metadata["meltano/execution_id"].value
+    assert metadata["meltano/execution_log"].value == f"flx-meltano logs {execution_id}"
+    tail = metadata["meltano/execution_log_tail"].value  # the stored log's last lines, by the query
+    assert "ERROR [meltano] execution FAILED: tap-shopsim" in tail
+    assert f"flx-meltano logs {execution_id}" in tail
 
 
 def test_a_failing_loader_materializes_only_streams_whose_bookmark_it_moved(

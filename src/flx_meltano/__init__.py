@@ -22,6 +22,9 @@ _EXPORTS = {
     "plugin_config": "flx_meltano.api",
     "cancel": "flx_meltano.api",
     "doctor": "flx_meltano.api",
+    "logs": "flx_meltano.api",
+    "follow_logs": "flx_meltano.api",
+    "prune_logs": "flx_meltano.api",
     "RunOptions": "flx_meltano.application.run",
     # Every error a user can cause is an FlxError; UsageError when the call itself was wrong.
     "FlxError": "flx_meltano.errors",

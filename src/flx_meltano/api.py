@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from flx_meltano.application import commands, queries
+from flx_meltano.application import logs as logs_use_case
 from flx_meltano.application.context import open_context
 from flx_meltano.application.doctor import Check, run_doctor
 from flx_meltano.application.run import RunOptions
 from flx_meltano.application.run import run as _run
 from flx_meltano.domain.execution import PipelineExecution
+from flx_meltano.domain.logs import LogLine
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.settings import Settings
 
@@ -80,3 +83,38 @@ def cancel(execution_id: str, *, settings: Settings | None = None) -> str:
 def doctor(*, settings: Settings | None = None) -> list[Check]:
     """Check the project, plugin installs, meltano and the store."""
     return run_doctor(settings or Settings())
+
+
+def logs(
+    execution_id: str,
+    *,
+    plugin: str | None = None,
+    level: str | None = None,
+    since: datetime | None = None,
+    tail: int | None = None,
+    settings: Settings | None = None,
+) -> logs_use_case.ExecutionLog:
+    """An execution's stored log (secrets masked), filtered; ``available``/``reason`` say if there is none."""
+    query = logs_use_case.LogFilter(plugin=plugin, level=level, since=since, tail=tail)
+    with open_context(settings) as ctx:
+        return logs_use_case.execution_logs(ctx, execution_id, query)
+
+
+def follow_logs(
+    execution_id: str,
+    *,
+    plugin: str | None = None,
+    level: str | None = None,
+    settings: Settings | None = None,
+) -> Iterator[LogLine]:
+    """An execution's log lines as the store receives them, until the execution ends."""
+    query = logs_use_case.LogFilter(plugin=plugin, level=level)
+    with open_context(settings) as ctx:
+        yield from logs_use_case.follow_execution_logs(ctx, execution_id, query)
+
+
+def prune_logs(older_than: timedelta | None = None, *, settings: Settings | None = None) -> list[str]:
+    """Delete the logs of executions that ended longer ago than ``older_than`` (default: the
+    retention setting); the ids of the executions whose logs were pruned."""
+    with open_context(settings) as ctx:
+        return logs_use_case.prune_logs(ctx, older_than).execution_ids

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
             reads too, and sets for ``meltano --environment=... invoke``), else the project's
             default_environment.
         meltano_executable: the ``meltano`` command to run.
+        log_max_bytes: the most of one execution's log the store keeps (raw bytes, before
+            compression); beyond it the oldest lines are dropped, the newest always kept, and the
+            log says how much was dropped (``FLX_LOG_MAX_BYTES``).
+        log_retention_days: ``flx-meltano logs prune`` deletes the logs of executions that ended
+            longer ago than this (``FLX_LOG_RETENTION_DAYS``).
     """
 
     model_config = SettingsConfigDict(env_prefix="FLX_", extra="ignore")
@@ -63,6 +68,8 @@ class Settings(BaseSettings):
     project_dir: Path = Field(default_factory=default_project_dir)
     environment: str | None = Field(default_factory=lambda: os.environ.get("MELTANO_ENVIRONMENT") or None)
     meltano_executable: str = Field(default_factory=default_meltano_executable)
+    log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    log_retention_days: float = Field(default=30, gt=0)
 
     def require_project(self) -> Path:
         """The project directory; ProjectNotFound unless it holds a meltano.yml.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.log_keeper import LogKeeper, closing_line
 from flx_meltano.application.pipelines import Step, aggregate, resolve
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
@@ -143,6 +144,58 @@ RunUpdate = LogUpdate | ProgressUpdate | StreamUpdate | ExecutionUpdate
 
 
 def execute_pipeline(
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
+) -> Generator[RunUpdate, None, None]:
+    """Run one extract-load pipeline, yielding what happens as it happens; its log is kept in the
+    store as it goes (see ``_run_pipeline`` for the run itself)."""
+    with closing(_run_pipeline(ctx, definition, options)) as updates:
+        yield from keep_log(ctx, updates)
+
+
+def keep_log(
+    ctx: AppContext, updates: Generator[RunUpdate, None, None]
+) -> Generator[RunUpdate, None, None]:
+    """``updates`` unchanged, every log line of the execution also kept in the store.
+
+    As transparent as ``yield from``: an exception thrown in (``throw``) goes on into ``updates``,
+    so the run records it as it would without the log.
+    """
+    keeper: LogKeeper | None = None
+    try:
+        update = next(updates, None)
+        while update is not None:
+            if isinstance(update, LogUpdate) and keeper is not None:
+                keeper.add(update.level, update.plugin, update.message)
+            elif isinstance(update, ExecutionUpdate):
+                if keeper is None:
+                    keeper = LogKeeper(
+                        ctx.unit_of_work, update.execution.id, max_bytes=ctx.settings.log_max_bytes
+                    )
+                elif not update.execution.status.is_active:
+                    keeper.close(closing_line(update.execution))
+            try:
+                yield update
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                try:
+                    update = updates.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                update = next(updates, None)
+    except Exception:
+        if keeper is not None:
+            keeper.close(
+                ("error", f"flx-meltano failed; 'flx-meltano execution {keeper.execution_id}' shows why")
+            )
+        raise
+    finally:
+        if keeper is not None:
+            keeper.close()
+
+
+def _run_pipeline(
     ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
 ) -> Generator[RunUpdate, None, None]:
     """Run one extract-load pipeline, yielding what happens as it happens.

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.cli import catalog, db, history, init, metrics_serve, run, state, sync, ui
+from flx_meltano.cli import catalog, db, history, init, logs, metrics_serve, run, state, sync, ui
 from flx_meltano.cli.about import version_text
 from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
 from flx_meltano.cli.errors import report
@@ -31,6 +31,7 @@ state.register(app)
 init.register(app)
 ui.register(app)
 sync.register(app)
+logs.register(app)
 
 
 def _version(value: bool) -> None:

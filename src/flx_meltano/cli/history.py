@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 
 from flx_meltano.application import queries
+from flx_meltano.application.logs import LogFilter, execution_logs
 from flx_meltano.cli.context import JsonOption, app_context
+from flx_meltano.cli.logs import LAST_LOG_LINES, line_dict, show_last_lines
 from flx_meltano.cli.output import console, count, duration_seconds, print_json, print_table, status_text
 from flx_meltano.cli.sync import sync_before_listing
 from flx_meltano.cli.views import EXECUTION_COLUMNS, as_dict, execution_rows
@@ -78,8 +80,9 @@ def execution(
     with app_context() as ctx:
         sync_before_listing(ctx)
         e = queries.get_execution(ctx, execution_id)
+        log = execution_logs(ctx, e.id, LogFilter(tail=LAST_LOG_LINES))
     if as_json:
-        print_json(as_dict(e))
+        print_json({**as_dict(e), "last_log_lines": [line_dict(line) for line in log.lines]})
         return
     console.print(f"[bold]{e.id}[/bold]  {e.pipeline_id}  {status_text(str(e.status))}", highlight=False)
     console.print(
@@ -111,6 +114,7 @@ def execution(
             for r in e.results.values()
         ],
     )
+    show_last_lines(log)
 
 
 def metrics(

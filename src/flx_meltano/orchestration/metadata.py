@@ -20,6 +20,10 @@ PATH: Final = "meltano/path"
 # Materialization metadata of a stream. The execution id is also Meltano's run id: one key.
 EXECUTION_ID: Final = "meltano/execution_id"
 EXECUTION_RECORD: Final = "meltano/execution_record"
+# The command that prints the whole log of the execution that materialized the asset.
+EXECUTION_LOG: Final = "meltano/execution_log"
+# The last lines of a failed execution's stored log (failure metadata of a pipeline step).
+EXECUTION_LOG_TAIL: Final = "meltano/execution_log_tail"
 SYNC_DURATION_SECONDS: Final = "meltano/sync_duration_seconds"
 BOOKMARK: Final = "meltano/bookmark"
 RECORDS_UNKNOWN: Final = "meltano/records_unknown"
@@ -69,3 +73,8 @@ def extractor_pool(extractor: str) -> str:
 def execution_record(execution_id: str) -> str:
     """The command that shows an execution's whole store record."""
     return f"flx-meltano execution {execution_id}"
+
+
+def execution_log(execution_id: str) -> str:
+    """The command that prints an execution's whole log from the store."""
+    return f"flx-meltano logs {execution_id}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from pydantic import Field
 
 from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.logs import LogFilter, execution_logs
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.stream_schema import StreamSchema
@@ -40,6 +41,7 @@ _LEVELS = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
+FAILURE_LOG_LINES = 20  # of the stored log, in a failed step's metadata
 # Terminal escape sequences (colours, cursor moves) that plugins such as dbt print.
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
@@ -98,6 +100,7 @@ def stream_metadata(
     metadata: dict[str, Any] = {
         md.EXECUTION_ID: MetadataValue.text(execution.id),
         md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
+        md.EXECUTION_LOG: MetadataValue.text(md.execution_log(execution.id)),
         md.STATE_ID: MetadataValue.text(execution.pipeline_id),
         md.TRIGGER: MetadataValue.text(str(execution.trigger)),
     }
@@ -248,7 +251,24 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             context.log.warning(warning)
         yield from stream_checks.at_end(execution, stream_keys)
         yield from _regression_observations(execution, stream_keys)
-        _fail_unless_complete(pipeline, execution)
+        _fail_unless_complete(pipeline, execution, self._log_tail)
+
+    def _log_tail(self, execution_id: str) -> str:
+        """The last lines of an execution's stored log (the CLI's and API's query), as Markdown."""
+        ctx = self.app_context()
+        try:
+            log = execution_logs(ctx, execution_id, LogFilter(tail=FAILURE_LOG_LINES))
+        except Exception as exc:  # the step's failure must still be reported, whatever the store does
+            return f"the log could not be read: {type(exc).__name__}"
+        finally:
+            ctx.close()
+        if not log.available:
+            return f"no log: {log.reason}"
+        text = "\n".join(
+            f"{line.at:%H:%M:%S} {line.level.upper()} [{line.plugin or 'meltano'}] {strip_ansi(line.message)}"
+            for line in log.lines
+        )
+        return f"```\n{text}\n```\n\n`{md.execution_log(execution_id)}` for the whole log"
 
     def run_command(
         self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
@@ -283,12 +303,16 @@ def _regression_observations(
                     md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
                     md.EXECUTION_ID: MetadataValue.text(execution.id),
                     md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
+                    md.EXECUTION_LOG: MetadataValue.text(md.execution_log(execution.id)),
                 },
             )
 
 
-def _fail_unless_complete(pipeline: PipelineDefinition, execution: PipelineExecution) -> None:
-    """Fail the step when the run failed, or succeeded without streams that were asked for."""
+def _fail_unless_complete(
+    pipeline: PipelineDefinition, execution: PipelineExecution, log_tail: Callable[[str], str]
+) -> None:
+    """Fail the step when the run failed, or succeeded without streams that were asked for
+    (``log_tail``: the last lines of an execution's stored log, for the failure's metadata)."""
     missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
     if execution.status is ExecutionStatus.SUCCEEDED and missing:
         # The run did what it could, but streams asked for do not exist: the step must say so.
@@ -307,6 +331,8 @@ def _fail_unless_complete(pipeline: PipelineDefinition, execution: PipelineExecu
             metadata={
                 md.EXECUTION_ID: execution.id,
                 md.EXECUTION_RECORD: md.execution_record(execution.id),
+                md.EXECUTION_LOG: md.execution_log(execution.id),
+                md.EXECUTION_LOG_TAIL: MetadataValue.md(log_tail(execution.id)),
                 md.FAILED_PLUGIN: execution.failed_plugin or "",
                 md.UNCONFIRMED_STREAMS: ", ".join(failed),
             },

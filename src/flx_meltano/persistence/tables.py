@@ -99,3 +99,26 @@ meltano_runs = sa.Table(
     sa.Column("meltano_status", sa.Text, nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# An execution's log in chunks of zlib-compressed lines (one JSON array per line, newline-separated).
+# seq 0 is the execution's header row: no lines, only what was dropped, pruned or completed.
+execution_logs = sa.Table(
+    "execution_logs",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.Text,
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("first_at", sa.DateTime(timezone=True)),
+    sa.Column("last_at", sa.DateTime(timezone=True)),
+    sa.Column("line_count", sa.Integer, nullable=False),
+    sa.Column("raw_bytes", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("dropped_lines", sa.BigInteger, nullable=False),
+    sa.Column("dropped_bytes", sa.BigInteger, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("pruned_at", sa.DateTime(timezone=True)),
+)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from flx_meltano.persistence.event_store import EventStore
 from flx_meltano.persistence.execution_repository import ExecutionRepository
 from flx_meltano.persistence.meltano_run_repository import MeltanoRunRepository
+from flx_meltano.persistence.log_repository import ExecutionLogRepository
 from flx_meltano.persistence.pipeline_repository import PipelineRepository
 from flx_meltano.persistence.snapshot_repository import SnapshotRepository
 
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
         self.pipelines = PipelineRepository(self._connection, self.executions)
         self.snapshots = SnapshotRepository(self._connection, self.events)
         self.meltano_runs = MeltanoRunRepository(self._connection)
+        self.logs = ExecutionLogRepository(self._connection)
         return self
 
     def __exit__(
