@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 
 from flx_meltano.persistence.event_store import EventStore
 from flx_meltano.persistence.execution_repository import ExecutionRepository
-from flx_meltano.persistence.meltano_run_repository import MeltanoRunRepository
 from flx_meltano.persistence.log_repository import ExecutionLogRepository
+from flx_meltano.persistence.meltano_run_repository import MeltanoRunRepository
 from flx_meltano.persistence.pipeline_repository import PipelineRepository
 from flx_meltano.persistence.snapshot_repository import SnapshotRepository
 
