@@ -17,6 +17,7 @@ from flx_meltano.application.log_keeper import LogKeeper
 from flx_meltano.application.logs import LogFilter, execution_logs, parse_age, parse_since, prune_logs
 from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.execution import PipelineExecution
+from flx_meltano.domain.values import Trigger
 from flx_meltano.persistence import database
 from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.log_repository import decode
@@ -194,7 +195,8 @@ def test_lines_the_store_refused_are_kept_for_the_next_write(ctx):
 def test_a_bare_meltano_run_says_its_log_was_never_seen(ctx):
     # Executions recorded from Meltano's own run record (trigger "meltano", the adoption issue's
     # bare `meltano run`s) have no log: flx-meltano never saw their output.
-    execution = dataclasses.replace(stored(ctx, "exec-bare", ended=datetime.now(UTC)), trigger="meltano")
+    bare = stored(ctx, "exec-bare", ended=datetime.now(UTC))
+    execution = dataclasses.replace(bare, trigger=Trigger.MELTANO)
     reason = logs_module._unavailable(execution, None)  # type: ignore[arg-type]
     assert reason.startswith("it was a bare 'meltano run'")
     assert "flx-meltano did not run it" in reason
