@@ -98,9 +98,12 @@ def _run(env: dict[str, str], day: int) -> dict[str, Any]:
         check=False,
         timeout=900,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"flx-meltano run exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    [execution] = json.loads(result.stdout)
+    try:
+        [execution] = json.loads(result.stdout)
+    except ValueError:
+        raise RuntimeError(
+            f"flx-meltano run exited {result.returncode}: {result.stderr.strip()[-500:]}"
+        ) from None
     if execution["status"] != "SUCCEEDED":
         raise RuntimeError(f"run ended {execution['status']}: {execution['error']}")
     return dict(execution)
@@ -118,7 +121,14 @@ def run(config: Config, databases: Databases) -> list[Measurement]:
         raise RuntimeError("the reference plugins are not installed: run 'make setup'")
     with databases.store() as store, sandboxes(SCALE) as make, tempfile.TemporaryDirectory() as tmp:
         sandbox = make("growth")
-        env = {**sandbox.env, "FLX_DATABASE_URL": store.url, "FLX_PROJECT_DIR": str(REPO)}
+        env = {
+            **sandbox.env,
+            "FLX_DATABASE_URL": store.url,
+            "FLX_PROJECT_DIR": str(REPO),
+            # Meltano refuses Singer lines longer than its buffer (100 MiB): the tap's STATE
+            # messages carry the whole state, so a large one needs more.
+            "MELTANO_ELT_BUFFER_SIZE": str(max(100, 4 * config.state_mb) * MB),
+        }
         settings = Settings(database_url=store.url, project_dir=REPO, environment="dev")
         conninfo = _conninfo(store.url)
         state = big_state(config.state_mb)

@@ -930,3 +930,13 @@ def test_diff_states_without_replication_key_values_compares_whole_entries():
     other = entry(partitions=[{"context": {"id": 2}}])
     assert one_diff(same_a, same_b).change is BookmarkChange.UNCHANGED
     assert one_diff(same_a, other).change is BookmarkChange.CHANGED
+
+
+def test_records_of_an_execution_that_ended_without_stream_results_are_unknown_not_zero():
+    crashed = PipelineExecution.start("e1", "p", at=at(0), streams=("customers",))
+    assert crashed.records is None  # running, nothing confirmed yet
+    crashed.crash("runner process 7 is gone", at=at(1))
+    assert crashed.records is None
+    empty = PipelineExecution.start("e2", "p", at=at(0), streams=())
+    empty.succeed(at=at(1))
+    assert empty.records == 0  # a run of no streams that succeeded did load nothing

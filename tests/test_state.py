@@ -1278,7 +1278,8 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
         b.ctx, FILES_PIPELINE, RunOptions(env={**day_2, "TARGET_JSONLINES_DESTINATION_PATH": str(dir_b)})
     )
     assert third.status is ExecutionStatus.SUCCEEDED
-    assert third.state_before is not None and first.state_after is not None
+    assert third.state_before is not None
+    assert first.state_after is not None
     assert third.state_before.checksum == first.state_after.checksum
     # The restore changed the state since the newest snapshot: both sides of this run are kept.
     assert _run_snapshots(b, third) == {
@@ -1319,7 +1320,8 @@ def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
     orders_before = meltano_sandbox.lines("orders")
     [third] = run(b.ctx, FILES_PIPELINE, RunOptions())
     assert third.status is ExecutionStatus.SUCCEEDED
-    assert third.state_before is not None and first.state_after is not None
+    assert third.state_before is not None
+    assert first.state_after is not None
     assert third.state_before.checksum == first.state_after.checksum
     # The restore changed the state since the newest snapshot: the run kept it as its pre-run one.
     # (Its post-run snapshot only if its new state differs: no duplicate of the pre-run one.)

@@ -117,8 +117,12 @@ class PipelineExecution:
 
     @property
     def records(self) -> int | None:
-        """Records synced over all streams; None when the count of any stream is unknown."""
+        """Records synced over all streams; None when the count of any stream is unknown, or when
+        an execution that did not succeed has no stream result at all (a crashed runner's: what it
+        loaded is not known, and 0 would be false)."""
         counts = [result.records for result in self.results.values()]
+        if not counts and self.status is not ExecutionStatus.SUCCEEDED:
+            return None
         if any(count is None for count in counts):
             return None
         return sum(count for count in counts if count is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import closing
@@ -26,6 +27,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
+from flx_meltano.integration.processes import end_with_parent
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.settings import Settings
 
@@ -123,6 +125,14 @@ class MeltanoRunConfig(Config):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+def _step_ends_with_run_worker() -> None:
+    """In a step process of Dagster's multiprocess executor (a child of the run worker): end with
+    the run worker, so a killed run worker never leaves its step loading on (issue 9)."""
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        end_with_parent(parent.pid)
+
+
 class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
     """Runs Meltano pipelines for Dagster assets, recording every run in the flx store.
 
@@ -190,6 +200,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
 
         Streams the loader never confirmed are not reported; the step then fails naming the plugin.
         """
+        _step_ends_with_run_worker()
         selected = context.selected_asset_keys
         streams = tuple(s for s, key in stream_keys.items() if key in selected)
         subset = streams if len(streams) < len(stream_keys) else None
@@ -258,6 +269,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
     ) -> None:
         """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
+        _step_ends_with_run_worker()
         ctx = self.app_context()
         observer = _DagsterLogObserver(context)
         try:
