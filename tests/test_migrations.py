@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from flx_meltano.domain.execution import PipelineExecution
@@ -239,3 +240,15 @@ def test_0003_turns_carried_states_into_references_to_one_snapshot_each(server):
             (_singer("b"), _singer("b")),
         ]
         assert started == [_singer("a"), _singer("b")]
+
+        # Up again: the states are found among the snapshots, none is stored twice.
+        _to(engine, "head")
+        with SqlUnitOfWork(engine) as uow:
+            assert sorted(s.id for s in uow.snapshots.list(STATE_ID)) == sorted([a.id, b.id])
+            assert uow.executions.get("e1").state_after == b.ref
+        # A reference whose snapshot is gone has no payload to put back: down is refused.
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM flx.state_snapshots WHERE id = :id"), {"id": a.id})
+        with pytest.raises(RuntimeError, match="reference pruned snapshots"):
+            _to(engine, "0002", down=True)
+        assert database.current_revision(engine) == database.HEAD_REVISION

@@ -250,13 +250,8 @@ def _restore(
     *,
     dry_run: bool,
     force: bool,
-    store_snapshot: bool = False,
 ) -> RestoreResult:
-    """Restore ``snapshot`` into ``target``.
-
-    With ``store_snapshot`` the snapshot is not in the store yet (its id is 0): it is stored in
-    the same transaction as the restore, or, in a dry run, not at all.
-    """
+    """Restore ``snapshot`` into ``target``."""
     if dry_run:
         current = ctx.state_store.get(target)
         with ctx.unit_of_work() as uow:
@@ -268,15 +263,6 @@ def _restore(
         if not force:
             _refuse_while_running(active, "restoring")
         current = ctx.state_store.get(target)  # read under the lock: nobody writes it meanwhile
-        if store_snapshot:
-            snapshot = uow.snapshots.add(
-                snapshot.state_id,
-                snapshot.state,
-                reason=snapshot.reason,
-                at=snapshot.taken_at,
-                label=snapshot.label,
-                execution_id=snapshot.execution_id,
-            )
         pre_restore = None
         if current is not None:
             pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE).snapshot_id

@@ -187,8 +187,18 @@ def downgrade() -> None:
             " (SELECT 1 FROM flx.state_snapshots s WHERE s.id = x.state_after_snapshot_id))"
         )
     ).scalar()
+    dangling += bind.execute(
+        sa.text(
+            "SELECT count(*) FROM flx.events e CROSS JOIN (VALUES ('state_before'), ('state_after')) "
+            "AS k(field) WHERE e.stream_id LIKE 'execution-%' "
+            "AND jsonb_typeof(e.payload->k.field) = 'object' AND NOT EXISTS (SELECT 1 FROM "
+            "flx.state_snapshots s WHERE s.id = (e.payload->k.field->>'snapshot_id')::bigint)"
+        )
+    ).scalar_one()
     if dangling:
-        raise RuntimeError(f"{dangling} executions reference pruned snapshots; 0002 cannot hold them")
+        raise RuntimeError(
+            f"{dangling} executions or events reference pruned snapshots; 0002 cannot hold them"
+        )
     for prefix in ("state_before", "state_after"):
         op.add_column("executions", sa.Column(prefix, JSONB), schema=SCHEMA)
         bind.execute(
