@@ -1,15 +1,16 @@
 """state_growth: a store holding a 50 MB state grows by one copy per changed snapshot, not per run.
 
-Imports a valid state of ``--state-mb`` megabytes for the reference pipeline (its real bookmarks
-plus a large bookmark of an archived stream, which the tap and Meltano carry along), then runs
+Imports a valid state of ``--state-mb`` megabytes for the reference pipeline (an archived
+stream's bookmark holding a large opaque cursor, which the tap and Meltano carry along), then runs
 ``flx-meltano run`` ``--growth-runs`` times: the simulated day moves on only every other run, so
-some runs change the state and the others leave it as it was. Reports the growth of the ``flx``
-tables (``pg_total_relation_size``) and of ``pg_dump --schema=flx`` against the copies of the
-state that changed.
+some runs change the state (bookmarks move) and the others leave it as it was. Reports the growth
+of the ``flx`` tables (``pg_total_relation_size``) and of ``pg_dump --schema=flx`` against the
+copies of the state that changed.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import subprocess
@@ -44,17 +45,19 @@ SCALE = 100
 
 
 def big_state(megabytes: int) -> Any:
-    """A valid Singer state of about ``megabytes`` MB (random ids: no compression makes it small)."""
+    """A valid Singer state of about ``megabytes`` MB: an archived stream's bookmark holding an
+    opaque cursor (random bytes in base64, which no compression makes small), as some taps keep
+    a blob of what they have seen."""
     from flx_meltano.domain.state import SingerState
 
-    ids = [secrets.token_hex(16) for _ in range(megabytes * MB // 35)]
+    blob = base64.b64encode(secrets.token_bytes(megabytes * MB * 3 // 4)).decode()
     return SingerState(
         {
             "bookmarks": {
                 "archived_events": {
                     "replication_key": "updated_at",
                     "replication_key_value": "2023-12-31T00:00:00+00:00",
-                    "seen_ids": ids,
+                    "seen": blob,
                 }
             }
         }

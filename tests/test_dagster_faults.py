@@ -38,6 +38,9 @@ FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
 # slots of ended runs freed after 30 s); the second run then loads everything (~15 s).
 SECOND_RUN_SECONDS = 240
 RECORD_CLOSED_SECONDS = 120
+# From launch to the tap: the daemon's queue, the run worker, the step process, meltano (a minute
+# on a loaded machine), and any run of the same extractor holding its lock.
+TAP_STARTS_SECONDS = 300
 
 
 def _argv(pid: int) -> list[str]:
@@ -86,7 +89,7 @@ def _run_config(tmp_path: Path, load: str, **extra: str) -> dict[str, Any]:
 
 def wait_for_tap(dagster: DagsterDev, lifetimes: Lifetimes, run_id: str, load: str) -> int:
     """The pid of the load's tap once it syncs (fails if the run ends first)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + TAP_STARTS_SECONDS
     while True:
         taps = [pid for pid, s in list(lifetimes.seen.items()) if s.load == load and s.is_tap_sync]
         if taps:
