@@ -67,15 +67,12 @@ def ancestors(pid: int) -> list[tuple[int, list[str]]]:
 
 
 def dagster_process(chain: list[tuple[int, list[str]]], victim: str) -> int:
-    """The run worker (``dagster api execute_run``) or the step process (a multiprocessing child
-    of the run worker) among a load's ancestors."""
-    for pid, argv in chain:
-        text = " ".join(argv)
-        if victim == "run worker" and "execute_run" in text:
-            return pid
-        if victim == "step process" and "multiprocessing" in text:
-            return pid
-    pytest.fail(f"no {victim} among the load's ancestors: {[' '.join(a)[:120] for _, a in chain]}")
+    """The step process (the nearest multiprocessing child among a load's ancestors) or the run
+    worker (its parent: with the default launcher, a multiprocessing child of the code server)."""
+    steps = [i for i, (_, argv) in enumerate(chain) if "multiprocessing.spawn" in " ".join(argv)]
+    assert steps, f"no step process among the load's ancestors: {[' '.join(a)[:100] for _, a in chain]}"
+    step = steps[0]
+    return chain[step][0] if victim == "step process" else chain[step + 1][0]
 
 
 def _run_config(tmp_path: Path, load: str, **extra: str) -> dict[str, Any]:

@@ -64,3 +64,12 @@ def end_with_parent(parent_pid: int) -> bool:
     if os.getppid() != parent_pid:  # the parent went before the kernel was told
         os.kill(os.getpid(), signal.SIGKILL)
     return True
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argv, from /proc ([] once it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return []

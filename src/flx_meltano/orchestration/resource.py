@@ -27,7 +27,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
-from flx_meltano.integration.processes import end_with_parent
+from flx_meltano.integration.processes import command_line, end_with_parent
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.settings import Settings
 
@@ -127,9 +127,17 @@ class MeltanoRunConfig(Config):
 
 def _step_ends_with_run_worker() -> None:
     """In a step process of Dagster's multiprocess executor (a child of the run worker): end with
-    the run worker, so a killed run worker never leaves its step loading on (issue 9)."""
+    the run worker, so a killed run worker never leaves its step loading on (issue 9).
+
+    The run worker is ``dagster api execute_run``, or with the default launcher a multiprocessing
+    child of the code server. In the run worker itself (the in-process executor) nothing is done:
+    its parent, the code server, may end first by design.
+    """
     parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid is not None:
+    if parent is None or parent.pid is None:
+        return
+    argv = " ".join(command_line(parent.pid))
+    if "multiprocessing.spawn" in argv or "execute_run" in argv:
         end_with_parent(parent.pid)
 
 
