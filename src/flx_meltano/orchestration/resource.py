@@ -22,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from flx_meltano.application import commands
 from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
@@ -29,6 +30,7 @@ from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
 from flx_meltano.integration.processes import command_line, end_with_parent
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.sensors import dagster_run_alive
 from flx_meltano.settings import Settings
 
 _LEVELS = {
@@ -218,6 +220,9 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         execution: PipelineExecution | None = None
         try:
             options = self._options(context, subset, run_config)
+            # A dead predecessor (its step or run worker killed) is settled now, as the crash
+            # sensor would at its next tick: given the pool slot, this run must not be refused.
+            commands.reconcile_crashed(ctx, lambda run_id: dagster_run_alive(context.instance, run_id))
             # closing(): when Dagster interrupts this step, the run's own clean-up (stop meltano,
             # record CANCELLED) must happen now, before the context is closed, not at collection.
             with closing(run_use_case.execute_pipeline(ctx, pipeline, options)) as updates:
