@@ -12,7 +12,7 @@ PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-json
 # The conformance suite's project of third-party plugins from PyPI (tests/conformance).
 CONFORMANCE := tests/conformance/project
 
-.PHONY: help setup conformance-plugins demo jobs test lint bench lock clean-db dist browser prometheus
+.PHONY: help setup conformance-plugins demo jobs test test-faults lint bench lock clean-db dist browser prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -77,6 +77,15 @@ test: setup conformance-plugins browser prometheus  ## Lint, type-check, import 
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault-injection suite (pytest -m faults; also part of `make test`), FAULT_ROUNDS times in a
+# row (default 2): a fault test must pass again on the state its first round left behind.
+FAULT_ROUNDS ?= 2
+test-faults: setup  ## The fault suite (-m faults), FAULT_ROUNDS (2) times in a row, each round green
+	@for round in $$(seq 1 $(FAULT_ROUNDS)); do \
+		echo "fault suite, round $$round of $(FAULT_ROUNDS)"; \
+		$(BIN)/python -m pytest -m faults -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
+	done
 
 lint: $(VENV)/.installed  ## Only ruff, mypy and the import contracts
 	$(BIN)/ruff check .

@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "definitions_build": ("definitions", "defs"),
     "dagster_overhead": ("dagster",),
     "state_backup": ("state", "backup"),
+    "state_growth": ("growth", "store-growth"),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -67,6 +68,8 @@ def _format(value: float, unit: str) -> str:
         return f"{value:.1f} ms"
     if unit == "x":
         return f"{value:.3f}x"
+    if unit == "MB":
+        return f"{value:,.1f} MB"
     if unit == "events/s":
         return f"{value:,.0f}/s"
     return f"{value:g} {unit}"

@@ -105,6 +105,8 @@ class Config:
     iterations: int = field(default_factory=_env_int("FLX_BENCH_ITERATIONS", 200))
     rounds: int = field(default_factory=_env_int("FLX_BENCH_ROUNDS", 3))
     scale: int = field(default_factory=_env_int("FLX_BENCH_SCALE", 2000))
+    state_mb: int = field(default_factory=_env_int("FLX_BENCH_STATE_MB", 50))
+    growth_runs: int = field(default_factory=_env_int("FLX_BENCH_GROWTH_RUNS", 5))
 
 
 SIZE_HELP: dict[str, str] = {
@@ -120,6 +122,8 @@ SIZE_HELP: dict[str, str] = {
     "iterations": "timed iterations per history query",
     "rounds": "timed rounds of each variant in run/dagster overhead (after one warm-up)",
     "scale": "TAP_SHOPSIM_SCALE of the reference tap in run/dagster overhead",
+    "state_mb": "megabytes of the state imported before state_growth's runs",
+    "growth_runs": "executions of the reference pipeline in state_growth",
 }
 
 

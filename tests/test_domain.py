@@ -33,6 +33,7 @@ from flx_meltano.domain.events import (
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.pipeline import Pipeline
+from flx_meltano.domain.snapshots import StateRef
 from flx_meltano.domain.specifications import IsStale, last_success
 from flx_meltano.domain.state import (
     BookmarkChange,
@@ -256,7 +257,7 @@ def test_start_execution_records_execution_started():
         streams=["orders", "customers"],
         full_refresh=True,
         dagster_run_id="dagster-1",
-        state_before={"singer_state": {"bookmarks": {}}},
+        state_before=StateRef(1, "c1"),
         runner_host="worker-1",
         runner_pid=4242,
     )
@@ -276,7 +277,7 @@ def test_start_execution_records_execution_started():
             streams=("orders", "customers"),
             full_refresh=True,
             dagster_run_id="dagster-1",
-            state_before={"singer_state": {"bookmarks": {}}},
+            state_before=StateRef(1, "c1"),
             runner_host="worker-1",
             runner_pid=4242,
         )
@@ -356,7 +357,7 @@ def running(execution_id: str = "exec-1", started: datetime = T0) -> PipelineExe
         at=started,
         trigger=Trigger.CLI,
         streams=["customers", "orders"],
-        state_before={"singer_state": {"bookmarks": {"customers": {"replication_key_value": "a"}}}},
+        state_before=StateRef(2, "c2"),
         runner_host="host-a",
         runner_pid=77,
     )
@@ -418,17 +419,17 @@ def test_record_stream_refused_unless_running():
 
 def test_succeed():
     execution = running()
-    execution.succeed(at=at(3), state_after={"singer_state": {"bookmarks": {}}}, warnings=["w1", "w2"])
+    execution.succeed(at=at(3), state_after=StateRef(1, "c1"), warnings=["w1", "w2"])
     assert execution.pending_events[1:] == [
         ExecutionSucceeded(
-            "exec-1", at(3), state_after={"singer_state": {"bookmarks": {}}}, warnings=("w1", "w2")
+            "exec-1", at(3), state_after=StateRef(1, "c1"), warnings=("w1", "w2")
         )
     ]
     assert execution.status is ExecutionStatus.SUCCEEDED
     assert execution.ended_at == at(3)
     assert execution.duration == Duration(180)
     assert execution.warnings == ("w1", "w2")
-    assert execution.state_after == {"singer_state": {"bookmarks": {}}}
+    assert execution.state_after == StateRef(1, "c1")
     assert execution.error is None
 
 
@@ -439,7 +440,7 @@ def test_fail():
         at=at(2),
         failed_plugin="tap-shopsim",
         exit_code=1,
-        state_after={"singer_state": {"bookmarks": {"x": {}}}},
+        state_after=StateRef(3, "c3"),
         warnings=("careful",),
     )
     assert execution.pending_events[1:] == [
@@ -449,7 +450,7 @@ def test_fail():
             error="tap-shopsim exited with code 1: boom",
             failed_plugin="tap-shopsim",
             exit_code=1,
-            state_after={"singer_state": {"bookmarks": {"x": {}}}},
+            state_after=StateRef(3, "c3"),
             warnings=("careful",),
         )
     ]
@@ -463,13 +464,13 @@ def test_fail():
 
 def test_cancel():
     execution = running()
-    execution.cancel(at=at(1), reason="stopped by alice", state_after={"singer_state": {}})
+    execution.cancel(at=at(1), reason="stopped by alice", state_after=StateRef(4, "c4"))
     assert execution.pending_events[1:] == [
-        ExecutionCancelled("exec-1", at(1), reason="stopped by alice", state_after={"singer_state": {}})
+        ExecutionCancelled("exec-1", at(1), reason="stopped by alice", state_after=StateRef(4, "c4"))
     ]
     assert execution.status is ExecutionStatus.CANCELLED
     assert execution.error == "stopped by alice"
-    assert execution.state_after == {"singer_state": {}}
+    assert execution.state_after == StateRef(4, "c4")
     assert execution.ended_at == at(1)
 
 
@@ -543,7 +544,7 @@ def lived(path: str) -> PipelineExecution:
     )
     if path == "succeed":
         execution.record_stream(StreamResult("orders", 0, StreamStatus.SUCCEEDED, Duration(0)), at=at(2))
-        execution.succeed(at=at(3), state_after={"singer_state": {"bookmarks": {"a": 1}}}, warnings=["w"])
+        execution.succeed(at=at(3), state_after=StateRef(5, "c5"), warnings=["w"])
     elif path == "fail":
         execution.record_stream(StreamResult("orders", 49, StreamStatus.FAILED, Duration(0.5)), at=at(2))
         execution.fail(
@@ -551,11 +552,11 @@ def lived(path: str) -> PipelineExecution:
             at=at(3),
             failed_plugin="tap-shopsim",
             exit_code=1,
-            state_after={"singer_state": {"bookmarks": {"a": 2}}},
+            state_after=StateRef(6, "c6"),
             warnings=("w1", "w2"),
         )
     elif path == "cancel":
-        execution.cancel(at=at(3), reason="user", state_after={"singer_state": {"bookmarks": {}}})
+        execution.cancel(at=at(3), reason="user", state_after=StateRef(1, "c1"))
     elif path == "crash":
         execution.crash("process died", at=at(3))
     return execution
@@ -603,7 +604,7 @@ EVENTS: list[DomainEvent] = [
         streams=("customers", "orders"),
         full_refresh=True,
         dagster_run_id="d-1",
-        state_before={"singer_state": {"bookmarks": {"customers": {"replication_key_value": 5}}}},
+        state_before=StateRef(7, "c7"),
         runner_host="host",
         runner_pid=123,
     ),
@@ -616,7 +617,7 @@ EVENTS: list[DomainEvent] = [
         duration_seconds=0.25,
         bookmark={"replication_key_value": "2024-01-01T00:00:00Z"},
     ),
-    ExecutionSucceeded(execution_id="e1", at=at(2), state_after={"singer_state": {}}, warnings=("a", "b")),
+    ExecutionSucceeded(execution_id="e1", at=at(2), state_after=StateRef(4, "c4"), warnings=("a", "b")),
     ExecutionFailed(
         execution_id="e2",
         at=at(3),
@@ -626,7 +627,7 @@ EVENTS: list[DomainEvent] = [
         state_after=None,
         warnings=("w",),
     ),
-    ExecutionCancelled(execution_id="e3", at=at(4), reason="user", state_after={"singer_state": {}}),
+    ExecutionCancelled(execution_id="e3", at=at(4), reason="user", state_after=StateRef(4, "c4")),
     ExecutionCrashed(execution_id="e4", at=at(5), reason="died"),
     StateSnapshotTaken(
         state_id=PIPELINE_ID, at=at(6), snapshot_id=7, reason="manual", checksum="abc", label="before"
@@ -916,3 +917,13 @@ def test_diff_states_without_replication_key_values_compares_whole_entries():
     other = entry(partitions=[{"context": {"id": 2}}])
     assert one_diff(same_a, same_b).change is BookmarkChange.UNCHANGED
     assert one_diff(same_a, other).change is BookmarkChange.CHANGED
+
+
+def test_records_of_an_execution_that_ended_without_stream_results_are_unknown_not_zero():
+    crashed = PipelineExecution.start("e1", "p", at=at(0), streams=("customers",))
+    assert crashed.records is None  # running, nothing confirmed yet
+    crashed.crash("runner process 7 is gone", at=at(1))
+    assert crashed.records is None
+    empty = PipelineExecution.start("e2", "p", at=at(0), streams=())
+    empty.succeed(at=at(1))
+    assert empty.records == 0  # a run of no streams that succeeded did load nothing

@@ -30,7 +30,7 @@ from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.run_events import LogRecord
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 REPO = Path(__file__).resolve().parents[1]
 FLX = str(REPO / ".venv" / "bin" / "flx-meltano")
 MELTANO = str(REPO / ".venv" / "bin" / "meltano")

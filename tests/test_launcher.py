@@ -197,6 +197,7 @@ def busy_cpus() -> Iterator[None]:
             spinner.wait()
 
 
+@pytest.mark.faults  # issue 9: failed under load on a fresh clone
 @pytest.mark.parametrize("cpus", ["idle", "busy"])
 def test_a_timeout_stops_meltano_and_every_process_it_started(tmp_path, processes_with, cpus):
     script = fake_meltano(tmp_path, SLOW_WITH_A_CHILD)

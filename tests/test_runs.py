@@ -328,7 +328,10 @@ def test_failing_tap_is_recorded_failed_with_the_state_it_reached(meltano_sandbo
     assert execution.results["customers"].records == 100
     assert execution.results["orders"].status is StreamStatus.FAILED
     assert execution.state_after is not None
-    bookmarks = execution.state_after["singer_state"]["bookmarks"]
+    with ctx.unit_of_work() as uow:  # the state reached, by reference: the post-run snapshot
+        kept = uow.snapshots.get(execution.state_after.snapshot_id)
+    assert kept.checksum == execution.state_after.checksum
+    bookmarks = kept.state.bookmarks
     assert bookmarks["customers"]["replication_key_value"].startswith("2024-01-02T00:00:00")
     stored = queries.get_execution(ctx, execution.id)
     assert stored.status is ExecutionStatus.FAILED

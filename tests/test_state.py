@@ -31,7 +31,7 @@ from flx_meltano.application.state_guard import regression_warnings, snapshot_if
 from flx_meltano.domain.errors import InvalidOption, InvalidState
 from flx_meltano.domain.events import StateSnapshotTaken
 from flx_meltano.domain.execution import PipelineExecution
-from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import BookmarkChange, SingerState
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.integration.errors import StateAccessError
@@ -481,11 +481,12 @@ def _run_without_meltano(b: Backend, ends_with: SingerState) -> PipelineExecutio
     with b.ctx.unit_of_work() as uow:
         execution.succeed(
             at=datetime.now(UTC),
-            state_after=ends_with.payload(),
+            state_after=snapshot_if_changed(
+                uow, FILES_PIPELINE, ends_with, SnapshotReason.POST_RUN, execution.id
+            ),
             warnings=regression_warnings(before, ends_with, full_refresh=False),
         )
         uow.executions.save(execution)
-        snapshot_if_changed(uow, FILES_PIPELINE, ends_with, SnapshotReason.POST_RUN, execution.id)
         uow.commit()
     return execution
 
@@ -507,27 +508,32 @@ def test_restore_previous_refuses_when_good_runs_followed_the_flagged_one(state_
 
 
 @only("systemdb-sqlite")
-def test_restore_previous_after_prune_takes_the_state_before_from_the_flagged_run(state_backend):
+def test_prune_keeps_the_state_the_newest_run_references_so_restore_previous_still_works(state_backend):
     b = state_backend
     b.seed(**{FILES_PIPELINE: OLD})
     wiped = _run_without_meltano(b, SingerState.empty())
     assert wiped.warnings
-    assert state_api.prune(1, settings=b.settings) == 1  # the pre-run snapshot holding OLD goes
-    assert [s.state for s in state_api.list_snapshots(FILES_PIPELINE, settings=b.settings)] == [
-        SingerState.empty()
-    ]
+    assert wiped.state_before is not None
+    # keep-last 1 would take the pre-run snapshot holding OLD: the flagged run references it.
+    assert state_api.prune(1, settings=b.settings) == 0
+    kept = state_api.get(wiped.state_before.snapshot_id, settings=b.settings)
+    assert (kept.state, kept.checksum, kept.reason) == (OLD, OLD.checksum, SnapshotReason.PRE_RUN)
     before = b.snapshots()
     preview = state_api.restore_previous(FILES_PIPELINE, dry_run=True, settings=b.settings)
-    assert (preview.dry_run, preview.snapshot.id, preview.snapshot.state) == (True, 0, OLD)
+    assert (preview.dry_run, preview.snapshot.id, preview.snapshot.state) == (True, kept.id, OLD)
     assert b.snapshots() == before
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: SingerState.empty()}
 
     result = _json(b.cli("restore", "--previous", FILES_PIPELINE, "--yes", "--json"))
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
-    stored = state_api.get(result["snapshot_id"], settings=b.settings)
-    assert (stored.state, stored.reason, stored.execution_id) == (OLD, SnapshotReason.PRE_RUN, wiped.id)
+    assert result["snapshot_id"] == kept.id
     kind, payload = b.events(FILES_PIPELINE)[-1]
-    assert (kind, payload["snapshot_id"]) == ("StateRestored", stored.id)
+    assert (kind, payload["snapshot_id"]) == ("StateRestored", kept.id)
+
+    # A later run that is not flagged releases it: the next prune may take it.
+    _run_without_meltano(b, NEW)
+    assert state_api.prune(1, settings=b.settings) >= 1
+    assert kept.id not in {s.id for s in state_api.list_snapshots(FILES_PIPELINE, settings=b.settings)}
 
 
 @only("systemdb-sqlite")
@@ -590,7 +596,8 @@ def test_a_run_cannot_open_its_execution_while_a_restore_writes(state_backend, m
     assert execution.status is ExecutionStatus.RUNNING
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: OLD}
     # The run read its state under the same lock, after the restore wrote it.
-    assert execution.state_before == OLD.payload()
+    assert execution.state_before is not None
+    assert execution.state_before.checksum == OLD.checksum
     _, payload = [event for event in b.events(FILES_PIPELINE) if event[0] == "StateRestored"][-1]
     assert (payload["snapshot_id"], payload["pre_restore_snapshot_id"]) == (
         snapshot.id,
@@ -1227,9 +1234,12 @@ def _run_snapshots(b: Backend, execution: PipelineExecution) -> dict[SnapshotRea
     }
 
 
-def _state(payload: Any) -> SingerState:
-    assert payload is not None
-    return SingerState.from_payload(payload)
+def _state(b: Backend, ref: StateRef | None) -> SingerState:
+    """The state an execution references: its snapshot, whose checksum matches."""
+    assert ref is not None
+    snapshot = state_api.get(ref.snapshot_id, settings=b.settings)
+    assert snapshot.checksum == ref.checksum == snapshot.state.checksum
+    return snapshot.state
 
 
 @pytest.mark.slow  # on every backend: the system database on SQLite and on PostgreSQL, and file://
@@ -1239,7 +1249,7 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
     assert first.status is ExecutionStatus.SUCCEEDED
     # No state before the first run: nothing to snapshot before it, its new state after it.
     assert first.state_before is None
-    assert _run_snapshots(b, first) == {SnapshotReason.POST_RUN: _state(first.state_after)}
+    assert _run_snapshots(b, first) == {SnapshotReason.POST_RUN: _state(b, first.state_after)}
     report = state_api.backup([FILES_PIPELINE], settings=b.settings)
     # The post-run snapshot already holds this state: the backup finds it unchanged.
     assert report.taken == []
@@ -1247,7 +1257,7 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
     backup = state_api.latest(FILES_PIPELINE, settings=b.settings)
     assert backup is not None
     assert (backup.reason, backup.execution_id) == (SnapshotReason.POST_RUN, first.id)
-    assert backup.state.payload() == first.state_after
+    assert backup.ref == first.state_after  # the run references the very snapshot
 
     dir_a, dir_b = b.tmp / "out-a", b.tmp / "out-b"
     day_2 = {"TAP_SHOPSIM_AS_OF": DAY_2}
@@ -1258,7 +1268,7 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
     assert second.results["orders"].records > 0
     # Its state before is the first run's post-run snapshot (no duplicate); its new state is kept.
     assert second.state_before == first.state_after
-    assert _run_snapshots(b, second) == {SnapshotReason.POST_RUN: _state(second.state_after)}
+    assert _run_snapshots(b, second) == {SnapshotReason.POST_RUN: _state(b, second.state_after)}
 
     restored = state_api.restore(backup.id, settings=b.settings)
     assert b.live(FILES_PIPELINE) == {FILES_PIPELINE: backup.state}
@@ -1268,11 +1278,13 @@ def test_restored_backup_replays_exactly_the_same_records(state_backend):
         b.ctx, FILES_PIPELINE, RunOptions(env={**day_2, "TARGET_JSONLINES_DESTINATION_PATH": str(dir_b)})
     )
     assert third.status is ExecutionStatus.SUCCEEDED
-    assert third.state_before == first.state_after
+    assert third.state_before is not None
+    assert first.state_after is not None
+    assert third.state_before.checksum == first.state_after.checksum
     # The restore changed the state since the newest snapshot: both sides of this run are kept.
     assert _run_snapshots(b, third) == {
-        SnapshotReason.PRE_RUN: _state(first.state_after),
-        SnapshotReason.POST_RUN: _state(third.state_after),
+        SnapshotReason.PRE_RUN: _state(b, first.state_after),
+        SnapshotReason.POST_RUN: _state(b, third.state_after),
     }
     assert _counts(third) == _counts(second)
     for stream in ("orders", "customers"):
@@ -1287,7 +1299,7 @@ def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
     [first] = run(b.ctx, "shop-to-files", RunOptions())
     assert first.status is ExecutionStatus.SUCCEEDED
     assert first.state_after is not None
-    good = SingerState.from_payload(first.state_after)
+    good = _state(b, first.state_after)
     assert not good.is_empty
 
     [wiped] = run(b.ctx, FILES_PIPELINE, RunOptions(env={"TARGET_JSONLINES_EMIT_EMPTY_FINAL_STATE": "true"}))
@@ -1308,10 +1320,12 @@ def test_regression_guard_then_restore_previous(state_backend, meltano_sandbox):
     orders_before = meltano_sandbox.lines("orders")
     [third] = run(b.ctx, FILES_PIPELINE, RunOptions())
     assert third.status is ExecutionStatus.SUCCEEDED
-    assert third.state_before == first.state_after
+    assert third.state_before is not None
+    assert first.state_after is not None
+    assert third.state_before.checksum == first.state_after.checksum
     # The restore changed the state since the newest snapshot: the run kept it as its pre-run one.
     # (Its post-run snapshot only if its new state differs: no duplicate of the pre-run one.)
-    after = _state(third.state_after)
+    after = _state(b, third.state_after)
     expected = {SnapshotReason.PRE_RUN: good}
     if after != good:
         expected[SnapshotReason.POST_RUN] = after

@@ -18,7 +18,7 @@ from flx_meltano.domain.events import ExecutionStarted, StateSnapshotTaken, Stre
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.pipeline import Pipeline
-from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef, StateSnapshot
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence import database
@@ -46,6 +46,12 @@ def singer(**values: object) -> dict[str, object]:
             }
         }
     }
+
+
+def ref(**values: object) -> StateRef:
+    """A reference to the snapshot of ``singer(**values)`` (executions point at snapshots)."""
+    checksum = SingerState.from_payload(singer(**values)).checksum
+    return StateRef(int(checksum[:6], 16), checksum)
 
 
 def comparable(execution: PipelineExecution) -> dict[str, object]:
@@ -84,7 +90,7 @@ def full_life(execution_id: str = "exec-1") -> PipelineExecution:
         trigger=Trigger.DAGSTER,
         full_refresh=True,
         dagster_run_id="dagster-run-1",
-        state_before=singer(customers="2024-01-01T00:00:00Z", orders=10),
+        state_before=ref(customers="2024-01-01T00:00:00Z", orders=10),
         runner_host="worker-7.example",
         runner_pid=31337,
     )
@@ -133,7 +139,7 @@ def test_execution_saved_through_its_life_reads_back_equal(engine):
         at=at(3),
         failed_plugin="tap-shopsim",
         exit_code=1,
-        state_after=singer(customers="2024-01-02T00:00:00Z", orders=10),
+        state_after=ref(customers="2024-01-02T00:00:00Z", orders=10),
         warnings=["catalog drift", "slow target"],
     )
     save(engine, execution)
@@ -151,8 +157,8 @@ def test_execution_saved_through_its_life_reads_back_equal(engine):
     assert loaded.runner_host == "worker-7.example"
     assert loaded.runner_pid == 31337
     assert loaded.dagster_run_id == "dagster-run-1"
-    assert loaded.state_before == singer(customers="2024-01-01T00:00:00Z", orders=10)
-    assert loaded.state_after == singer(customers="2024-01-02T00:00:00Z", orders=10)
+    assert loaded.state_before == ref(customers="2024-01-01T00:00:00Z", orders=10)
+    assert loaded.state_after == ref(customers="2024-01-02T00:00:00Z", orders=10)
     assert loaded.warnings == ("catalog drift", "slow target")
     assert loaded.error == "tap-shopsim exited with code 1: boom"
     assert loaded.failed_plugin == "tap-shopsim"
@@ -177,7 +183,7 @@ def test_execution_saved_through_its_life_reads_back_equal(engine):
 def test_succeeded_execution_round_trip(engine):
     execution = start("exec-ok", streams=("products",))
     execution.record_stream(StreamResult("products", 5, StreamStatus.SUCCEEDED, Duration(0.5), 17), at=at(1))
-    execution.succeed(at=at(2), state_after=singer(products=17), warnings=())
+    execution.succeed(at=at(2), state_after=ref(products=17), warnings=())
     save(engine, execution)
     loaded = in_uow(engine, lambda uow: uow.executions.get("exec-ok"))
     assert_same_execution(loaded, execution)
@@ -403,12 +409,12 @@ def test_replay_all_rebuilds_every_execution(engine):
         StreamResult("orders", 3, StreamStatus.SUCCEEDED, Duration(0.125), {"replication_key_value": 3}),
         at=at(5),
     )
-    cancelled.cancel(at=at(6), reason="stopped by bob", state_after=singer(orders=3))
+    cancelled.cancel(at=at(6), reason="stopped by bob", state_after=ref(orders=3))
     crashed = full_life("x1")
     crashed.crash("runner died", at=at(7))
     succeeded = full_life("s1")
     succeeded.record_stream(StreamResult("customers", 0, StreamStatus.SUCCEEDED, Duration(0)), at=at(8))
-    succeeded.succeed(at=at(9), state_after=singer(customers="2024-02-01T00:00:00+00:00"), warnings=["w"])
+    succeeded.succeed(at=at(9), state_after=ref(customers="2024-02-01T00:00:00+00:00"), warnings=["w"])
     save(engine, cancelled, crashed, succeeded)
     # A state event stream must not be taken for an execution.
     with SqlUnitOfWork(engine) as uow:

@@ -87,21 +87,26 @@ def open_execution(
         # Read under the pipeline's lock: a restore or import (which takes it too) cannot change
         # the state between this read and the execution that records it.
         state_before = _state(ctx, definition)
+        execution_id = options.execution_id or str(uuid.uuid4())
+        # By reference: the pre-run snapshot (an unchanged state is the snapshot already stored).
+        before = (
+            snapshot_if_changed(uow, definition.id, state_before, SnapshotReason.PRE_RUN, execution_id)
+            if state_before is not None
+            else None
+        )
         execution = pipeline.start_execution(
-            options.execution_id or str(uuid.uuid4()),
+            execution_id,
             at=_now(),
             trigger=options.trigger,
             streams=options.streams,
             full_refresh=options.full_refresh,
             force=options.force,
             dagster_run_id=options.dagster_run_id,
-            state_before=state_before.payload() if state_before else None,
+            state_before=before,
             runner_host=this_host(),
             runner_pid=this_pid(),
         )
         uow.executions.save(execution)
-        if state_before is not None:
-            snapshot_if_changed(uow, definition.id, state_before, SnapshotReason.PRE_RUN, execution.id)
         uow.commit()
     return execution, state_before
 
@@ -384,11 +389,15 @@ def _close(
         if not succeeded and tracker is not None:
             for result in tracker.unconfirmed_results():
                 execution.record_stream(result, at=now)
-        payload = state_after.payload() if state_after else None
+        after = (
+            snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
+            if state_after is not None
+            else None
+        )
         if cancelled:
-            execution.cancel(at=now, reason=CANCELLED_REASON, state_after=payload)
+            execution.cancel(at=now, reason=CANCELLED_REASON, state_after=after)
         elif succeeded:
-            execution.succeed(at=now, state_after=payload, warnings=warnings)
+            execution.succeed(at=now, state_after=after, warnings=warnings)
         else:
             if error is None and timed_out:
                 error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
@@ -405,12 +414,10 @@ def _close(
                 at=now,
                 failed_plugin=failed_plugin or (outcome.failed_plugin if outcome else None),
                 exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
-                state_after=payload,
+                state_after=after,
                 warnings=warnings,
             )
         uow.executions.save(execution)
-        if state_after is not None:
-            snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
         uow.commit()
 
 

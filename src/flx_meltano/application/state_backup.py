@@ -251,13 +251,8 @@ def _restore(
     *,
     dry_run: bool,
     force: bool,
-    store_snapshot: bool = False,
 ) -> RestoreResult:
-    """Restore ``snapshot`` into ``target``.
-
-    With ``store_snapshot`` the snapshot is not in the store yet (its id is 0): it is stored in
-    the same transaction as the restore, or, in a dry run, not at all.
-    """
+    """Restore ``snapshot`` into ``target``."""
     if dry_run:
         current = ctx.state_store.get(target)
         with ctx.unit_of_work() as uow:
@@ -269,18 +264,9 @@ def _restore(
         if not force:
             _refuse_while_running(active, "restoring")
         current = ctx.state_store.get(target)  # read under the lock: nobody writes it meanwhile
-        if store_snapshot:
-            snapshot = uow.snapshots.add(
-                snapshot.state_id,
-                snapshot.state,
-                reason=snapshot.reason,
-                at=snapshot.taken_at,
-                label=snapshot.label,
-                execution_id=snapshot.execution_id,
-            )
         pre_restore = None
         if current is not None:
-            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE)
+            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE).snapshot_id
         with _put_back_on_failure(ctx.state_store, {target: current}) as written:
             written.append(target)
             ctx.state_store.set(target, snapshot.state)
@@ -303,10 +289,9 @@ def restore_previous(
 
     Only the newest finished run counts: when it was not flagged as a state regression, its state
     is the good one and StateError says so (putting an older state back would rewind good
-    bookmarks; restore a snapshot by id for that). The state before the flagged run comes from
-    its snapshot, or, if that was pruned, from the run itself (stored again as its pre-run
-    snapshot). With no finished run at all: the newest snapshot that has bookmarks and differs
-    from the live state.
+    bookmarks; restore a snapshot by id for that). The state before the flagged run is the
+    snapshot it references (``prune`` keeps the snapshots the newest run references). With no
+    finished run at all: the newest snapshot that has bookmarks and differs from the live state.
     """
     with ctx.unit_of_work() as uow:
         newest = next((e for e in uow.executions.history_of(state_id) if e.status.is_terminal), None)
@@ -333,20 +318,16 @@ def restore_previous(
             "regression: its state is the good one, nothing to put back (restore a snapshot by id "
             "to go back further)"
         )
-    good = SingerState.from_payload(newest.state_before, where=f"the state before execution {newest.id}")
-    match = next((s for s in candidates if s.checksum == good.checksum), None)
-    if match is not None:
-        return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
-    pruned = StateSnapshot(  # stored again now, as the flagged run's pre-run snapshot
-        id=0,
-        state_id=state_id,
-        taken_at=_now(),
-        reason=SnapshotReason.PRE_RUN,
-        checksum=good.checksum,
-        state=good,
-        execution_id=newest.id,
-    )
-    return _restore(ctx, pruned, state_id, dry_run=dry_run, force=force, store_snapshot=True)
+    good = newest.state_before
+    match = next((s for s in candidates if s.id == good.snapshot_id), None)
+    match = match or next((s for s in candidates if s.checksum == good.checksum), None)
+    if match is None:
+        raise StateError(
+            f"the state before execution {newest.id} (snapshot {good.snapshot_id}) is no longer "
+            f"stored; see the snapshots of {state_id!r} with 'flx-meltano state list {state_id}' "
+            "and restore one by id"
+        )
+    return _restore(ctx, match, state_id, dry_run=dry_run, force=force)
 
 
 @dataclass(frozen=True)
@@ -526,7 +507,8 @@ def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress 
 def prune(ctx: AppContext, keep_last: int, older_than: datetime | None = None) -> int:
     """Delete snapshots beyond the newest ``keep_last`` per state id (and older than ``older_than``).
 
-    The newest snapshot of every state id is always kept (``keep_last`` below 1 is refused);
+    The newest snapshot of every state id is always kept (``keep_last`` below 1 is refused), and
+    so are the snapshots its newest finished run references (its states before and after);
     ``older_than`` without a time zone is UTC.
     """
     if keep_last < 1:
@@ -540,8 +522,11 @@ def prune(ctx: AppContext, keep_last: int, older_than: datetime | None = None) -
         by_state: dict[str, list[StateSnapshot]] = {}
         for snapshot in uow.snapshots.list():
             by_state.setdefault(snapshot.state_id, []).append(snapshot)
+        referenced = uow.executions.newest_state_refs()
         for snapshots in by_state.values():
             for snapshot in snapshots[keep:]:
+                if snapshot.id in referenced:
+                    continue  # the newest run's states: restore --previous puts them back
                 if older_than is None or snapshot.taken_at < older_than:
                     doomed.append(snapshot.id)
         removed = uow.snapshots.delete(doomed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flx_meltano.domain.execution import REGRESSION_WARNING
-from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
@@ -16,14 +16,14 @@ def snapshot_if_changed(
     state: SingerState,
     reason: SnapshotReason,
     execution_id: str | None = None,
-) -> int:
-    """The id of a snapshot holding ``state``: the newest one if identical, else a new one."""
-    newest = uow.snapshots.latest(state_id)
+) -> StateRef:
+    """A snapshot holding ``state``: the newest one if identical (stored once), else a new one."""
+    newest = uow.snapshots.latest_ref(state_id)
     if newest is not None and newest.checksum == state.checksum:
-        return newest.id
+        return newest
     return uow.snapshots.add(
         state_id, state, reason=reason, at=datetime.now(UTC), execution_id=execution_id
-    ).id
+    ).ref
 
 
 def regression_warnings(

@@ -18,7 +18,7 @@ from flx_meltano.application.state_guard import regression_warnings, snapshot_if
 from flx_meltano.domain.errors import InvalidState
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.meltano_runs import MeltanoRunRecord, MeltanoRunStatus, state_before
-from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
 from flx_meltano.domain.values import StreamStatus, Trigger
 from flx_meltano.integration.meltano_runs import system_database_uri
@@ -75,6 +75,7 @@ def _close(
     record: MeltanoRunRecord,
     before: SingerState | None,
     after: SingerState | None,
+    after_ref: StateRef | None,
 ) -> None:
     """Close a bare run's execution as Meltano ended it, with the streams whose bookmark moved."""
     now = _now()
@@ -95,17 +96,33 @@ def _close(
             ),
             at=ended,
         )
-    payload = after.payload() if after else None
     warnings = regression_warnings(before, after, full_refresh=False)
     if record.status is MeltanoRunStatus.SUCCESS:
-        execution.succeed(at=ended, state_after=payload, warnings=warnings)
+        execution.succeed(at=ended, state_after=after_ref, warnings=warnings)
     else:
         execution.fail(
             record.error or f"meltano recorded the run {record.status}",
             at=ended,
-            state_after=payload,
+            state_after=after_ref,
             warnings=warnings,
         )
+
+
+def _close_with_state(
+    uow: SqlUnitOfWork,
+    execution: PipelineExecution,
+    record: MeltanoRunRecord,
+    before: SingerState | None,
+    where: str,
+) -> None:
+    """Close ``execution`` with the state Meltano's run wrote, stored as a snapshot (once)."""
+    after = _state(record.state_after(before.singer_state if before else None), f"{where}: state after")
+    after_ref = (
+        snapshot_if_changed(uow, record.state_id, after, SnapshotReason.POST_RUN, execution.id)
+        if after is not None
+        else None
+    )
+    _close(execution, record, before, after, after_ref)
 
 
 def status_to_remember(record: MeltanoRunRecord, now: datetime | None = None) -> str:
@@ -154,20 +171,20 @@ def _record_new(
         return "taken", None  # a concurrent sync recorded it
     where = f"Meltano run {record.run_id} of {record.state_id}"
     before = _state(state_before(db.earlier_states(record)), f"{where}: state before")
+    before_ref = (
+        snapshot_if_changed(uow, record.state_id, before, SnapshotReason.PRE_RUN, record.run_id)
+        if before is not None
+        else None
+    )
     execution = PipelineExecution.start(
         record.run_id,
         record.state_id,
         at=record.started_at,
         trigger=Trigger.MELTANO,
-        state_before=before.payload() if before else None,
+        state_before=before_ref,
     )
-    if before is not None:
-        snapshot_if_changed(uow, record.state_id, before, SnapshotReason.PRE_RUN, execution.id)
     if status_to_remember(record) != FOLLOWING:
-        after = _state(record.state_after(before.singer_state if before else None), f"{where}: state after")
-        _close(execution, record, before, after)
-        if after is not None:
-            snapshot_if_changed(uow, record.state_id, after, SnapshotReason.POST_RUN, execution.id)
+        _close_with_state(uow, execution, record, before, where)
     uow.executions.save(execution)
     return "recorded", execution
 
@@ -184,11 +201,10 @@ def _close_followed(
     if not execution.status.is_active:
         return None
     where = f"Meltano run {record.run_id} of {record.state_id}"
-    before = _state((execution.state_before or {}).get("singer_state"), f"{where}: state before")
-    after = _state(record.state_after(before.singer_state if before else None), f"{where}: state after")
-    _close(execution, record, before, after)
-    if after is not None:
-        snapshot_if_changed(uow, record.state_id, after, SnapshotReason.POST_RUN, execution.id)
+    before = (
+        uow.snapshots.get(execution.state_before.snapshot_id).state if execution.state_before else None
+    )
+    _close_with_state(uow, execution, record, before, where)
     uow.executions.save(execution)
     return execution
 

@@ -75,9 +75,7 @@ def _print_diff(diffs: list[StreamDiff], title: str) -> None:
 
 
 def _source(result: uc.RestoreResult) -> str:
-    """What a restore writes: a snapshot, or (its snapshot pruned) the state before a run."""
-    if result.snapshot.id == 0:
-        return f"the state before execution {result.snapshot.execution_id}"
+    """What a restore writes: a snapshot."""
     return f"snapshot {result.snapshot.id}"
 
 

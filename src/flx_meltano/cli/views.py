@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from flx_meltano.cli.output import count, duration_seconds, status_text
 from flx_meltano.domain.execution import PipelineExecution
 
@@ -53,8 +55,9 @@ def as_dict(e: PipelineExecution) -> dict[str, object]:
         "exit_code": e.exit_code,
         "warnings": list(e.warnings),
         "dagster_run_id": e.dagster_run_id,
-        "state_before": e.state_before,
-        "state_after": e.state_after,
+        # By reference: 'flx-meltano state show <snapshot id>' prints the state itself.
+        "state_before": dataclasses.asdict(e.state_before) if e.state_before else None,
+        "state_after": dataclasses.asdict(e.state_after) if e.state_after else None,
     }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime
 from typing import Any, ClassVar
+
+from flx_meltano.domain.snapshots import StateRef
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class DomainEvent:
                 value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
+            elif is_dataclass(value) and not isinstance(value, type):
+                value = asdict(value)
             payload[f.name] = value
         return payload
 
@@ -54,6 +58,8 @@ class DomainEvent:
                 value = datetime.fromisoformat(value)
             elif "tuple" in annotation and isinstance(value, list):
                 value = tuple(value)
+            elif "StateRef" in annotation and isinstance(value, Mapping):
+                value = StateRef(int(value["snapshot_id"]), str(value["checksum"]))
             values[f.name] = value
         return event_type(**values)
 
@@ -83,7 +89,7 @@ class ExecutionStarted(ExecutionEvent):
     streams: tuple[str, ...] = ()
     full_refresh: bool = False
     dagster_run_id: str | None = None
-    state_before: Mapping[str, Any] | None = None
+    state_before: StateRef | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
 
@@ -103,7 +109,7 @@ class StreamSynced(ExecutionEvent):
 class ExecutionSucceeded(ExecutionEvent):
     """Every block of the execution succeeded."""
 
-    state_after: Mapping[str, Any] | None = None
+    state_after: StateRef | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -114,7 +120,7 @@ class ExecutionFailed(ExecutionEvent):
     error: str
     failed_plugin: str | None = None
     exit_code: int | None = None
-    state_after: Mapping[str, Any] | None = None
+    state_after: StateRef | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -123,7 +129,7 @@ class ExecutionCancelled(ExecutionEvent):
     """Somebody stopped the execution."""
 
     reason: str = "cancelled"
-    state_after: Mapping[str, Any] | None = None
+    state_after: StateRef | None = None
 
 
 @dataclass(frozen=True)

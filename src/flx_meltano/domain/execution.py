@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from flx_meltano.domain.events import (
     ExecutionSucceeded,
     StreamSynced,
 )
+from flx_meltano.domain.snapshots import StateRef
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 
 # Every warning that flags a run's new state as a regression starts with this; other warnings
@@ -51,8 +52,8 @@ class PipelineExecution:
     dagster_run_id: str | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
-    state_before: Mapping[str, Any] | None = None
-    state_after: Mapping[str, Any] | None = None
+    state_before: StateRef | None = None
+    state_after: StateRef | None = None
     error: str | None = None
     failed_plugin: str | None = None
     exit_code: int | None = None
@@ -72,7 +73,7 @@ class PipelineExecution:
         streams: Iterable[str] = (),
         full_refresh: bool = False,
         dagster_run_id: str | None = None,
-        state_before: Mapping[str, Any] | None = None,
+        state_before: StateRef | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
     ) -> PipelineExecution:
@@ -116,8 +117,12 @@ class PipelineExecution:
 
     @property
     def records(self) -> int | None:
-        """Records synced over all streams; None when the count of any stream is unknown."""
+        """Records synced over all streams; None when the count of any stream is unknown, or when
+        an execution that did not succeed has no stream result at all (a crashed runner's: what it
+        loaded is not known, and 0 would be false)."""
         counts = [result.records for result in self.results.values()]
+        if not counts and self.status is not ExecutionStatus.SUCCEEDED:
+            return None
         if any(count is None for count in counts):
             return None
         return sum(count for count in counts if count is not None)
@@ -149,7 +154,7 @@ class PipelineExecution:
         self,
         *,
         at: datetime,
-        state_after: Mapping[str, Any] | None = None,
+        state_after: StateRef | None = None,
         warnings: Iterable[str] = (),
     ) -> None:
         """Close the execution as SUCCEEDED."""
@@ -163,7 +168,7 @@ class PipelineExecution:
         at: datetime,
         failed_plugin: str | None = None,
         exit_code: int | None = None,
-        state_after: Mapping[str, Any] | None = None,
+        state_after: StateRef | None = None,
         warnings: Iterable[str] = (),
     ) -> None:
         """Close the execution as FAILED, naming the plugin and error."""
@@ -185,7 +190,7 @@ class PipelineExecution:
         *,
         at: datetime,
         reason: str = "cancelled",
-        state_after: Mapping[str, Any] | None = None,
+        state_after: StateRef | None = None,
     ) -> None:
         """Close the execution as CANCELLED."""
         self.status.check_transition(ExecutionStatus.CANCELLED)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from flx_meltano.domain.errors import ExecutionAlreadyRunning, UnknownStream
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.identifiers import StateId
+from flx_meltano.domain.snapshots import StateRef
 from flx_meltano.domain.values import Trigger
 
 
@@ -44,7 +44,7 @@ class Pipeline:
         full_refresh: bool = False,
         force: bool = False,
         dagster_run_id: str | None = None,
-        state_before: Mapping[str, Any] | None = None,
+        state_before: StateRef | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
     ) -> PipelineExecution:

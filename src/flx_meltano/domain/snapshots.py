@@ -21,6 +21,14 @@ class SnapshotReason(StrEnum):
 
 
 @dataclass(frozen=True)
+class StateRef:
+    """A stored snapshot by reference: what executions and their events point at, never the payload."""
+
+    snapshot_id: int
+    checksum: str
+
+
+@dataclass(frozen=True)
 class StateSnapshot:
     """One stored copy of a state id's Singer state."""
 
@@ -32,3 +40,8 @@ class StateSnapshot:
     state: SingerState
     label: str | None = None
     execution_id: str | None = None
+
+    @property
+    def ref(self) -> StateRef:
+        """This snapshot by reference."""
+        return StateRef(self.id, self.checksum)

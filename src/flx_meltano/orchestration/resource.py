@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
@@ -22,6 +23,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from flx_meltano.application import commands
 from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.logs import LogFilter, execution_logs
@@ -29,8 +31,10 @@ from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
+from flx_meltano.integration.processes import command_line, end_with_parent
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.checks import CheckOptions
+from flx_meltano.orchestration.sensors import dagster_run_alive
 from flx_meltano.orchestration.stream_checks import StreamChecks
 from flx_meltano.settings import Settings
 
@@ -140,6 +144,22 @@ class MeltanoRunConfig(Config):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+def _step_ends_with_run_worker() -> None:
+    """In a step process of Dagster's multiprocess executor (a child of the run worker): end with
+    the run worker, so a killed run worker never leaves its step loading on (issue 9).
+
+    The run worker is ``dagster api execute_run``, or with the default launcher a multiprocessing
+    child of the code server. In the run worker itself (the in-process executor) nothing is done:
+    its parent, the code server, may end first by design.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return
+    argv = " ".join(command_line(parent.pid))
+    if "multiprocessing.spawn" in argv or "execute_run" in argv:
+        end_with_parent(parent.pid)
+
+
 class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
     """Runs Meltano pipelines for Dagster assets, recording every run in the flx store.
 
@@ -212,6 +232,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         Streams the loader never confirmed are not reported; the step then fails naming the plugin.
         ``checks`` are evaluated against ``schemas`` (the catalog the definitions were built from).
         """
+        _step_ends_with_run_worker()
         selected = context.selected_asset_keys
         streams = tuple(s for s, key in stream_keys.items() if key in selected)
         subset = streams if len(streams) < len(stream_keys) else None
@@ -221,6 +242,9 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         stream_checks = StreamChecks(context, ctx.project, pipeline, checks, dict(schemas or {}))
         try:
             options = self._options(context, subset, run_config)
+            # A dead predecessor (its step or run worker killed) is settled now, as the crash
+            # sensor would at its next tick: given the pool slot, this run must not be refused.
+            commands.reconcile_crashed(ctx, lambda run_id: dagster_run_alive(context.instance, run_id))
             # closing(): when Dagster interrupts this step, the run's own clean-up (stop meltano,
             # record CANCELLED) must happen now, before the context is closed, not at collection.
             with closing(run_use_case.execute_pipeline(ctx, pipeline, options)) as updates:
@@ -274,6 +298,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
     ) -> None:
         """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
+        _step_ends_with_run_worker()
         ctx = self.app_context()
         log = CollapsedLog(context)
         try:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from dagster import (
     AssetKey,
     AssetSelection,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -93,6 +94,12 @@ def build_stale_pipeline_sensor(
     return _stale
 
 
+def dagster_run_alive(instance: DagsterInstance, run_id: str) -> bool:
+    """Whether Dagster still counts the run as queued or running."""
+    run = instance.get_run_by_id(run_id)
+    return run is not None and run.status in ALIVE_RUN_STATUSES
+
+
 def build_crash_reconciler_sensor(
     app_context: Callable[[], AppContext],
     *,
@@ -110,8 +117,7 @@ def build_crash_reconciler_sensor(
     )
     def _reconcile(context: SensorEvaluationContext) -> SkipReason:
         def alive(run_id: str) -> bool:
-            run = context.instance.get_run_by_id(run_id)
-            return run is not None and run.status in ALIVE_RUN_STATUSES
+            return dagster_run_alive(context.instance, run_id)
 
         ctx = app_context()
         try:

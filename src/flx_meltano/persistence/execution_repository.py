@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from flx_meltano.domain.events import ExecutionEvent
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.snapshots import StateRef
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.event_store import EventStore
@@ -67,8 +68,10 @@ def _row(execution: PipelineExecution) -> dict[str, Any]:
         "dagster_run_id": execution.dagster_run_id,
         "runner_host": execution.runner_host,
         "runner_pid": execution.runner_pid,
-        "state_before": execution.state_before,
-        "state_after": execution.state_after,
+        "state_before_snapshot_id": execution.state_before.snapshot_id if execution.state_before else None,
+        "state_before_checksum": execution.state_before.checksum if execution.state_before else None,
+        "state_after_snapshot_id": execution.state_after.snapshot_id if execution.state_after else None,
+        "state_after_checksum": execution.state_after.checksum if execution.state_after else None,
         "warnings": list(execution.warnings),
         "version": execution.version,
     }
@@ -97,6 +100,13 @@ def _result_from_row(row: sa.Row[Any], status: str) -> StreamResult:
     )
 
 
+def _ref(snapshot_id: int | None, checksum: str | None) -> StateRef | None:
+    """A state reference from its two columns (both NULL: no state)."""
+    if snapshot_id is None or checksum is None:
+        return None
+    return StateRef(snapshot_id, checksum)
+
+
 def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExecution:
     return PipelineExecution(
         id=row.id,
@@ -110,8 +120,8 @@ def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExec
         dagster_run_id=row.dagster_run_id,
         runner_host=row.runner_host,
         runner_pid=row.runner_pid,
-        state_before=row.state_before,
-        state_after=row.state_after,
+        state_before=_ref(row.state_before_snapshot_id, row.state_before_checksum),
+        state_after=_ref(row.state_after_snapshot_id, row.state_after_checksum),
         error=row.error,
         failed_plugin=row.failed_plugin,
         exit_code=row.exit_code,
@@ -232,6 +242,17 @@ class ExecutionRepository:
             .order_by(executions.c.pipeline_id, *NEWEST_FIRST)
         )
         return {e.pipeline_id: e for e in self._with_results(list(self.connection.execute(statement)))}
+
+    def newest_state_refs(self) -> set[int]:
+        """The snapshot ids the newest finished execution of every pipeline references."""
+        terminal = [str(s) for s in ExecutionStatus if s.is_terminal]
+        newest = (
+            sa.select(executions.c.state_before_snapshot_id, executions.c.state_after_snapshot_id)
+            .where(executions.c.status.in_(terminal))
+            .distinct(executions.c.pipeline_id)
+            .order_by(executions.c.pipeline_id, *NEWEST_FIRST)
+        )
+        return {ref for row in self.connection.execute(newest) for ref in row if ref is not None}
 
     def last_success_by_pipeline(self) -> dict[str, datetime]:
         """When each pipeline last succeeded."""

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from flx_meltano.domain.events import DomainEvent, StateSnapshotTaken
-from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef, StateSnapshot
 from flx_meltano.domain.state import SingerState
 from flx_meltano.persistence.errors import ConcurrencyConflict, NotFound
 from flx_meltano.persistence.event_store import EventStore
@@ -172,6 +172,16 @@ class SnapshotRepository:
             .limit(1)
         ).one_or_none()
         return _snapshot(row) if row else None
+
+    def latest_ref(self, state_id: str) -> StateRef | None:
+        """The newest snapshot of a state id by reference (its payload is not read)."""
+        row = self.connection.execute(
+            sa.select(state_snapshots.c.id, state_snapshots.c.checksum)
+            .where(state_snapshots.c.state_id == state_id)
+            .order_by(state_snapshots.c.taken_at.desc(), state_snapshots.c.id.desc())
+            .limit(1)
+        ).one_or_none()
+        return StateRef(row.id, row.checksum) if row else None
 
     def latest_checksums(self, state_ids: Sequence[str] | None = None) -> dict[str, str]:
         """The newest snapshot's checksum per state id (all state ids, or those given)."""

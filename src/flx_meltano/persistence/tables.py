@@ -37,8 +37,12 @@ executions = sa.Table(
     sa.Column("dagster_run_id", sa.Text),
     sa.Column("runner_host", sa.Text),
     sa.Column("runner_pid", sa.Integer),
-    sa.Column("state_before", JSONB),
-    sa.Column("state_after", JSONB),
+    # States by reference (migration 0003): the snapshot holding it and its checksum (which still
+    # names the state if the snapshot was pruned since).
+    sa.Column("state_before_snapshot_id", sa.BigInteger),
+    sa.Column("state_before_checksum", sa.Text),
+    sa.Column("state_after_snapshot_id", sa.BigInteger),
+    sa.Column("state_after_checksum", sa.Text),
     sa.Column("warnings", JSONB, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
