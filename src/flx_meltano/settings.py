@@ -55,6 +55,11 @@ class Settings(BaseSettings):
             reads too, and sets for ``meltano --environment=... invoke``), else the project's
             default_environment.
         meltano_executable: the ``meltano`` command to run.
+        heartbeat_seconds: how often a runner renews its execution's lease while meltano runs.
+        lease_seconds: how long an execution stays alive without a heartbeat; after that the crash
+            reconciler may close it (from any host). Keep it well above ``heartbeat_seconds``.
+        store_retry_seconds: when the store is unreachable as a run ends, how long the runner keeps
+            retrying to write the record before it leaves the execution to the reconciler.
     """
 
     model_config = SettingsConfigDict(env_prefix="FLX_", extra="ignore")
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     project_dir: Path = Field(default_factory=default_project_dir)
     environment: str | None = Field(default_factory=lambda: os.environ.get("MELTANO_ENVIRONMENT") or None)
     meltano_executable: str = Field(default_factory=default_meltano_executable)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    store_retry_seconds: float = Field(default=120.0, ge=0)
 
     def require_project(self) -> Path:
         """The project directory; ProjectNotFound unless it holds a meltano.yml.

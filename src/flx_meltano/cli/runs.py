@@ -340,7 +340,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def reconcile(as_json: JsonOption = False) -> None:
-        """Mark CRASHED every RUNNING execution whose runner process is gone."""
+        """Complete every RUNNING execution whose load is dead (lease run out, or runner and load gone)."""
         with app_context() as ctx:
             crashed = commands.reconcile_crashed(ctx)
         if as_json:

@@ -86,6 +86,7 @@ class ExecutionStarted(ExecutionEvent):
     state_before: Mapping[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    lease_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class ExecutionCrashed(ExecutionEvent):
     """The process running the execution died without closing it."""
 
     reason: str
+    state_after: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

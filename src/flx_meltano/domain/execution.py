@@ -51,6 +51,10 @@ class PipelineExecution:
     dagster_run_id: str | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    # The runner's lease: it heartbeats while meltano runs; the execution is alive while the last
+    # heartbeat is younger than lease_seconds (None: an older runner without a lease).
+    lease_seconds: float | None = None
+    heartbeat_at: datetime | None = None
     state_before: Mapping[str, Any] | None = None
     state_after: Mapping[str, Any] | None = None
     error: str | None = None
@@ -75,6 +79,7 @@ class PipelineExecution:
         state_before: Mapping[str, Any] | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
+        lease_seconds: float | None = None,
     ) -> PipelineExecution:
         """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
         execution = cls(id=execution_id)
@@ -90,6 +95,7 @@ class PipelineExecution:
                 state_before=state_before,
                 runner_host=runner_host,
                 runner_pid=runner_pid,
+                lease_seconds=lease_seconds,
             )
         )
         return execution
@@ -113,6 +119,12 @@ class PipelineExecution:
         if self.started_at is None or self.ended_at is None:
             return None
         return Duration.between(self.started_at, self.ended_at)
+
+    def lease_expired(self, now: datetime) -> bool | None:
+        """Whether the runner's lease ran out by ``now`` (None: the execution has no lease)."""
+        if self.lease_seconds is None or self.heartbeat_at is None:
+            return None
+        return (now - self.heartbeat_at).total_seconds() > self.lease_seconds
 
     @property
     def records(self) -> int | None:
@@ -191,10 +203,10 @@ class PipelineExecution:
         self.status.check_transition(ExecutionStatus.CANCELLED)
         self._record(ExecutionCancelled(self.id, at, reason=reason, state_after=state_after))
 
-    def crash(self, reason: str, *, at: datetime) -> None:
-        """Close an execution whose process died as CRASHED."""
+    def crash(self, reason: str, *, at: datetime, state_after: Mapping[str, Any] | None = None) -> None:
+        """Close an execution whose process died as CRASHED (with the state its load left)."""
         self.status.check_transition(ExecutionStatus.CRASHED)
-        self._record(ExecutionCrashed(self.id, at, reason=reason))
+        self._record(ExecutionCrashed(self.id, at, reason=reason, state_after=state_after))
 
     def _record(self, event: ExecutionEvent) -> None:
         self._apply(event)
@@ -213,6 +225,8 @@ class PipelineExecution:
             self.state_before = event.state_before
             self.runner_host = event.runner_host
             self.runner_pid = event.runner_pid
+            self.lease_seconds = event.lease_seconds
+            self.heartbeat_at = event.at  # the lease starts with the execution
         elif isinstance(event, StreamSynced):
             self.results[event.stream] = StreamResult(
                 stream=event.stream,
@@ -240,6 +254,7 @@ class PipelineExecution:
         elif isinstance(event, ExecutionCrashed):
             self._close(ExecutionStatus.CRASHED, event.at)
             self.error = event.reason
+            self.state_after = event.state_after
 
     def _close(self, status: ExecutionStatus, at: datetime) -> None:
         self.status = status

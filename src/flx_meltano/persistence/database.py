@@ -25,7 +25,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SCHEMA = "flx"
 # The newest migration; a test checks it against Alembic's head. Knowing it here lets every
 # process check its store with one query, without importing Alembic (0.4 s) unless it migrates.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0005"
 # Any constant will do: it only has to be the same in every process that migrates this store.
 MIGRATION_LOCK_KEY = 0x464C58  # "FLX"
 # A server that drops packets would otherwise keep a command waiting for minutes.
@@ -146,6 +146,16 @@ def store_error(exc: BaseException, url: str | None) -> StoreUnreachable | None:
     if url is None:
         return StoreUnreachable(f"lost the connection to the store: {mask_password(_first_line(exc))}")
     return unreachable(url, exc)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is unreachable (down, restarting, connection lost), as opposed
+    to a bug or a conflict: what a runner rides out while its load goes on."""
+    if isinstance(exc, StoreUnreachable):
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 @cache

@@ -29,7 +29,8 @@ def upsert(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...] = ()) -
     )
 
 
-UPSERT_EXECUTION = upsert(executions, ("id",))
+# The heartbeat is written by the runner's heartbeat alone (``heartbeat``), never by a save.
+UPSERT_EXECUTION = upsert(executions, ("id",), keep=("heartbeat_at",))
 # Newest first; executions started at the same instant come back in a stable order (id, descending).
 # The started_at indexes still serve it: PostgreSQL walks one in order and only sorts each group of
 # equal started_at by id (an incremental sort), so no index on (..., started_at, id) is needed.
@@ -65,6 +66,8 @@ def _row(execution: PipelineExecution) -> dict[str, Any]:
         "dagster_run_id": execution.dagster_run_id,
         "runner_host": execution.runner_host,
         "runner_pid": execution.runner_pid,
+        "lease_seconds": execution.lease_seconds,
+        "heartbeat_at": execution.heartbeat_at,
         "state_before": execution.state_before,
         "state_after": execution.state_after,
         "warnings": list(execution.warnings),
@@ -108,6 +111,8 @@ def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExec
         dagster_run_id=row.dagster_run_id,
         runner_host=row.runner_host,
         runner_pid=row.runner_pid,
+        lease_seconds=row.lease_seconds,
+        heartbeat_at=row.heartbeat_at,
         state_before=row.state_before,
         state_after=row.state_after,
         error=row.error,
@@ -144,6 +149,22 @@ class ExecutionRepository:
             self.connection.execute(
                 UPSERT_STREAM_RESULT, [_result_row(execution.id, r) for r in execution.results.values()]
             )
+
+    def heartbeat(self, execution_id: str) -> bool:
+        """Renew the lease of a running execution (the server's clock, so hosts agree); whether
+        it is still running."""
+        result = self.connection.execute(
+            sa.update(executions)
+            .where(executions.c.id == execution_id)
+            .where(executions.c.status.in_([str(ExecutionStatus.PENDING), str(ExecutionStatus.RUNNING)]))
+            .values(heartbeat_at=sa.func.now())
+        )
+        return bool(result.rowcount)
+
+    def now(self) -> datetime:
+        """The store's clock (leases are measured on it, whatever the host's clock says)."""
+        now: datetime = self.connection.execute(sa.select(sa.func.now())).scalar_one()
+        return now
 
     def get(self, execution_id: str, *, for_update: bool = False) -> PipelineExecution:
         """One execution with its stream results; NotFound naming the id."""

@@ -37,6 +37,9 @@ executions = sa.Table(
     sa.Column("dagster_run_id", sa.Text),
     sa.Column("runner_host", sa.Text),
     sa.Column("runner_pid", sa.Integer),
+    # The runner's lease: alive while heartbeat_at (server time) + lease_seconds is in the future.
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("lease_seconds", sa.Float),
     sa.Column("state_before", JSONB),
     sa.Column("state_after", JSONB),
     sa.Column("warnings", JSONB, nullable=False),
