@@ -32,7 +32,7 @@ from flx_meltano.application import reconcile as reconcile_module
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.reconcile import StateIdBusy
 from flx_meltano.application.run import ExecutionUpdate, LogUpdate, RunOptions, execute_pipeline
-from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.run_events import LogRecord
 from flx_meltano.persistence import database
@@ -621,7 +621,11 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     with lifetimes.watching():
         run = start_run(fault_env, lifetimes.tag, "first", **SLOW_TAP)
         lifetimes.wait_for_tap("first", run)
-        time.sleep(2.0)
+        deadline = time.monotonic() + 120
+        while ctx.state_store.get(FILES_PIPELINE) is None:  # killed once the load saved some state
+            assert run.poll() is None, "the run ended before it saved any state"
+            assert time.monotonic() < deadline, "the load saved no state"
+            time.sleep(0.2)
         killed = time.monotonic()
         run.kill()
         run.communicate(timeout=60)
@@ -635,7 +639,15 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     assert state is not None
     assert state.bookmarks, "the killed load had saved some state"
     assert execution.state_after == state.payload()
+    unconfirmed = 0
     for stream in STREAM_KEYS:
-        assert execution.results[stream].records is None
-        assert execution.results[stream].bookmark == (state.bookmarks.get(stream) or None)
+        result = execution.results[stream]
+        assert result.bookmark == (state.bookmarks.get(stream) or None), stream
+        if result.status is StreamStatus.SUCCEEDED:  # confirmed by the runner before it died
+            lines = (meltano_sandbox.output / f"{stream}.jsonl").read_text().splitlines()
+            assert result.records == len(lines), stream
+        else:  # completed by the reconciler: nobody saw the count
+            assert result.records is None, stream
+            unconfirmed += 1
+    assert unconfirmed, "the runner was killed before the end: some streams were never confirmed"
     rerun_resumes(fault_env, meltano_sandbox)

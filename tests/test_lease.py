@@ -82,7 +82,7 @@ def test_the_heartbeat_renews_the_lease_on_the_stores_clock(meltano_sandbox, sto
 
 def test_reconcile_closes_only_executions_whose_load_is_dead(meltano_sandbox, store_url, tmp_path):
     ctx = meltano_sandbox.context(store_url)
-    elsewhere_fresh = _open(ctx, host="another-host", pid=1, heartbeat_age=1)
+    elsewhere_fresh = _open(ctx, host="another-host", pid=1, lease=600, heartbeat_age=1)
     elsewhere_expired = _open(ctx, host="another-host", pid=1, heartbeat_age=60)
     # On this host the runner's pid and the load's lock are trusted over the lease.
     here_runner_alive = _open(ctx, host=this_host(), pid=os.getpid(), heartbeat_age=60)
