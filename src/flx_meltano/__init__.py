@@ -21,6 +21,7 @@ _EXPORTS = {
     "plugins": "flx_meltano.api",
     "plugin_config": "flx_meltano.api",
     "cancel": "flx_meltano.api",
+    "reconcile": "flx_meltano.api",
     "doctor": "flx_meltano.api",
     "RunOptions": "flx_meltano.application.run",
     # Every error a user can cause is an FlxError; UsageError when the call itself was wrong.
