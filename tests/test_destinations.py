@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Where a loader puts a stream: SDK SQL and pipelinewise naming rules, file targets, unknown loaders."""
 
 from __future__ import annotations
@@ -19,7 +18,10 @@ def loader(pip_url: str | None, name: str = "target-x", **config: object) -> Plu
     [
         ("meltanolabs-target-postgres==0.8.1", "meltanolabs-target-postgres"),
         ("meltanolabs-target-postgres[psycopg]>=0.8", "meltanolabs-target-postgres"),
-        ("git+https://github.com/transferwise/pipelinewise-target-postgres.git@v2.1.2", "pipelinewise-target-postgres"),
+        (
+            "git+https://github.com/transferwise/pipelinewise-target-postgres.git@v2.1.2",
+            "pipelinewise-target-postgres",
+        ),
         ("-e ./targets/target-jsonlines", "target-jsonlines"),
         ("target-jsonl==0.1.4 some-extra-dependency", "target-jsonl"),
         (None, "target-x"),
@@ -40,7 +42,11 @@ def test_the_package_a_loader_is_installed_from(pip_url, package):
         ({}, "db-sales-Orders", StreamDestination("Orders", "sales")),
         ({}, "customers", StreamDestination("customers", None)),
         # A schema given by an environment variable that is not set here is not known.
-        ({"default_target_schema": "$FLX_TEST_UNSET_SCHEMA"}, "public-events", StreamDestination("events", None)),
+        (
+            {"default_target_schema": "$FLX_TEST_UNSET_SCHEMA"},
+            "public-events",
+            StreamDestination("events", None),
+        ),
     ],
 )
 def test_meltanolabs_target_postgres_tables(config, stream, expected):
@@ -64,9 +70,13 @@ def test_pipelinewise_targets_use_the_schema_mapping_of_the_source_schema():
 
 def test_file_targets_write_a_file_per_stream():
     jsonl = loader("target-jsonl==0.1.4", destination_path="/data/out")
-    assert destination_of(jsonl, "public-events", "/p") == StreamDestination(path="/data/out/public-events.jsonl")
+    assert destination_of(jsonl, "public-events", "/p") == StreamDestination(
+        path="/data/out/public-events.jsonl"
+    )
     ours = loader("-e ./targets/target-jsonlines", destination_path="$MELTANO_PROJECT_ROOT/output/jsonl")
-    assert destination_of(ours, "customers", "/proj") == StreamDestination(path="/proj/output/jsonl/customers.jsonl")
+    assert destination_of(ours, "customers", "/proj") == StreamDestination(
+        path="/proj/output/jsonl/customers.jsonl"
+    )
 
 
 def test_environment_variables_in_settings_are_expanded_as_meltano_does(monkeypatch):
@@ -79,9 +89,9 @@ def test_environment_variables_in_settings_are_expanded_as_meltano_does(monkeypa
 
 
 def test_a_timestamped_file_or_an_unknown_loader_has_no_known_destination():
-    assert destination_of(loader("target-jsonl", destination_path="/d", do_timestamp_file=True), "s", "/p") == (
-        UNKNOWN_DESTINATION
-    )
+    assert destination_of(
+        loader("target-jsonl", destination_path="/d", do_timestamp_file=True), "s", "/p"
+    ) == (UNKNOWN_DESTINATION)
     assert destination_of(loader("target-mystery==1.0"), "s", "/p") == UNKNOWN_DESTINATION
 
 

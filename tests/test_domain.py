@@ -33,7 +33,7 @@ from flx_meltano.domain.events import (
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.identifiers import StateId
 from flx_meltano.domain.pipeline import Pipeline
-from flx_meltano.domain.specifications import IsFailing, IsStale, last_success
+from flx_meltano.domain.specifications import IsStale, last_success
 from flx_meltano.domain.state import (
     BookmarkChange,
     SingerState,
@@ -729,6 +729,10 @@ def test_is_stale_by_age_of_the_last_success():
     # A newer failure does not make a recent success stale; an older success does not help.
     assert not spec([finished("f", S.FAILED, NOW - timedelta(hours=1)), fresh, old], NOW)
     assert spec([finished("f", S.FAILED, NOW - timedelta(hours=1)), old], NOW)
+    assert spec.since(None, NOW)
+    assert not spec.since(fresh.ended_at, NOW)
+    assert spec.since(old.ended_at, NOW)
+    assert not spec.since(exactly.ended_at, NOW)
 
 
 def test_last_success():
@@ -736,23 +740,6 @@ def test_last_success():
     history = [finished("f", S.FAILED, NOW), ok, finished("ok2", S.SUCCEEDED, NOW - timedelta(hours=9))]
     assert last_success(history) is ok
     assert last_success([finished("f", S.FAILED, NOW)]) is None
-
-
-def test_is_failing():
-    spec = IsFailing(consecutive=3)
-    f = lambda i: finished(f"f{i}", S.FAILED, NOW - timedelta(hours=i))  # noqa: E731
-    crashed = finished("c", S.CRASHED, NOW - timedelta(hours=10))
-    succeeded = finished("s", S.SUCCEEDED, NOW - timedelta(hours=20))
-    cancelled = finished("x", S.CANCELLED, NOW - timedelta(hours=1))
-    assert spec([f(1), crashed, f(2)])
-    assert spec([f(1), f(2), f(3), succeeded])
-    assert not spec([f(1), f(2), succeeded, f(3)])
-    assert not spec([f(1), f(2)])  # not enough history
-    assert not spec([])
-    assert not spec([cancelled, f(2), f(3)])  # a cancellation is not a failure
-    # Running executions are not finished: they are skipped.
-    assert spec([running("r", NOW), f(1), f(2), f(3)])
-    assert IsFailing(consecutive=1)([f(1), succeeded])
 
 
 # --------------------------------------------------------------------------------------------------

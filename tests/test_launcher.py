@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from flx_meltano.application import queries
-from flx_meltano.application.run import RunOptions, SilentObserver, run
+from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.run import LogUpdate, RunOptions, execute, executions_of
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.integration.errors import LaunchError
 from flx_meltano.integration.launcher import (
@@ -390,25 +391,24 @@ def test_running_load_names_the_lock_holder_without_waiting(tmp_path):
 # --- end to end: a timed-out pipeline ------------------------------------------------------------
 
 
-class _PluginLines(SilentObserver):
-    def __init__(self) -> None:
-        self.plugins: set[str] = set()
-
-    def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        if plugin:
-            self.plugins.add(plugin)
-
-
 @pytest.mark.slow
 def test_a_timed_out_pipeline_is_failed_and_leaves_no_meltano_tap_or_target(
     meltano_sandbox, default_store_url, processes_with
 ):
     ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="40")
-    observer = _PluginLines()
+    plugins: set[str] = set()
+
+    def logged(updates):
+        for update in updates:
+            if isinstance(update, LogUpdate) and update.plugin:
+                plugins.add(update.plugin)
+            yield update
+
     started = time.monotonic()
-    [execution] = run(ctx, FILES_PIPELINE, RunOptions(timeout_seconds=8), observer)
+    steps = resolve(ctx.project, FILES_PIPELINE, ctx.environment)
+    [execution] = executions_of(logged(execute(ctx, steps, RunOptions(timeout_seconds=8))))
     assert time.monotonic() - started < 60
-    assert "tap-shopsim" in observer.plugins  # the tap was running when the time was up
+    assert "tap-shopsim" in plugins  # the tap was running when the time was up
     assert execution.status is ExecutionStatus.FAILED
     assert execution.error == "timed out after 8s; meltano and its plugins were stopped"
     assert processes_with(str(meltano_sandbox.system_db)) == []

@@ -9,10 +9,10 @@ successful one, one with ``fail_after_records`` (the extractor exits 1), and one
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
+from flx_meltano.domain.plugins import PluginType
 from flx_meltano.integration.run_events import (
     BlockCompleted,
     LogRecord,
@@ -21,7 +21,6 @@ from flx_meltano.integration.run_events import (
     StateWritten,
     StreamNotFound,
     parse_line,
-    python_level,
 )
 
 MELTANO_VERSION = r"""{"event": "Meltano 4.4.1, Python 3.11.7, Linux (x86_64)", "level": "info", "timestamp": "2026-11-22T15:55:45.379309Z", "_logger": "<_FixedFindCallerLogger meltano.cli.cli (INFO)>", "_name": "info"}"""
@@ -85,7 +84,7 @@ def test_extractor_log_line():
         level="info",
         message="Beginning sync of 'customers' in incremental mode",
         plugin="tap-shopsim",
-        plugin_role="extractor",
+        plugin_role=PluginType.EXTRACTOR,
         timestamp="2026-11-22T15:55:47.789832Z",
     )
 
@@ -94,7 +93,7 @@ def test_loader_log_line():
     event = parse_line(LOADER_LOG)
     assert isinstance(event, LogRecord)
     assert event.plugin == "target-jsonlines"
-    assert event.plugin_role == "loader"
+    assert event.plugin_role == PluginType.LOADER
     assert event.message.startswith("Reader 'target-jsonlines' completed processing 766 lines")
     assert event.timestamp == "2026-11-22T15:55:47.912154Z"
 
@@ -106,7 +105,7 @@ def test_discovery_line_takes_its_role_from_the_logger_name():
         "info",
         "Added 'order_items' as child stream to 'orders'",
         "tap-shopsim",
-        "extractor",
+        PluginType.EXTRACTOR,
         "2026-11-22T15:55:46.968459Z",
     )
 
@@ -115,7 +114,7 @@ def test_failing_extractor_traceback_line():
     event = parse_line(TAP_EXCEPTION)
     assert isinstance(event, LogRecord)
     assert event.plugin == "tap-shopsim"
-    assert event.plugin_role == "extractor"
+    assert event.plugin_role == PluginType.EXTRACTOR
     assert event.message == (
         "tap_shopsim.tap.ShopSimFailure: tap-shopsim: failing on purpose after 50 records (fail_after_records)"
     )
@@ -127,7 +126,7 @@ def test_structured_plugin_log_line():
         "info",
         "tap-shopsim v0.1.0, Meltano SDK v0.54.9",
         "tap-shopsim",
-        "extractor",
+        PluginType.EXTRACTOR,
         "2026-11-22T15:56:27.724907Z",
     )
 
@@ -135,13 +134,13 @@ def test_structured_plugin_log_line():
 @pytest.mark.parametrize(
     ("flags", "logger", "role"),
     [
-        ({"producer": True, "consumer": True}, "", "mapper"),
-        ({"producer": True, "consumer": False}, "", "extractor"),
-        ({"producer": False, "consumer": True}, "", "loader"),
-        ({}, "<L meltano.plugin.stderr.loaders.target-x (INFO)>", "loader"),
-        ({}, "<L meltano.plugin.stderr.mappers.meltano-map (INFO)>", "mapper"),
-        ({}, "<L meltano.plugin.stdout.utilities.dbt (INFO)>", "utility"),
-        ({}, "<L meltano.plugin.stderr.transformers.dbt (INFO)>", "transformer"),
+        ({"producer": True, "consumer": True}, "", PluginType.MAPPER),
+        ({"producer": True, "consumer": False}, "", PluginType.EXTRACTOR),
+        ({"producer": False, "consumer": True}, "", PluginType.LOADER),
+        ({}, "<L meltano.plugin.stderr.loaders.target-x (INFO)>", PluginType.LOADER),
+        ({}, "<L meltano.plugin.stderr.mappers.meltano-map (INFO)>", PluginType.MAPPER),
+        ({}, "<L meltano.plugin.stdout.utilities.dbt (INFO)>", PluginType.UTILITY),
+        ({}, "<L meltano.plugin.stderr.transformers.dbt (INFO)>", PluginType.TRANSFORMER),
         ({}, "<L meltano.somewhere (INFO)>", None),
     ],
 )
@@ -161,7 +160,7 @@ def test_tap_record_count():
     event = parse_line(TAP_RECORD_COUNT)
     assert event == Metric(
         plugin="tap-shopsim",
-        plugin_role="extractor",
+        plugin_role=PluginType.EXTRACTOR,
         name="record_count",
         kind="counter",
         value=100.0,
@@ -208,7 +207,7 @@ def test_loader_metrics():
     count = parse_line(LOADER_RECORD_COUNT)
     assert count == Metric(
         "target-jsonlines",
-        "loader",
+        PluginType.LOADER,
         "record_count",
         "counter",
         100.0,
@@ -219,7 +218,7 @@ def test_loader_metrics():
     batch = parse_line(LOADER_BATCH_TIME)
     assert isinstance(batch, Metric)
     assert (batch.plugin_role, batch.name, batch.kind, batch.stream) == (
-        "loader",
+        PluginType.LOADER,
         "batch_processing_time",
         "timer",
         "customers",
@@ -236,7 +235,7 @@ def test_metric_without_stream_or_tags():
         }
     )
     event = parse_line(line)
-    assert event == Metric("tap-x", "extractor", "m", "", 2.5, {}, None)
+    assert event == Metric("tap-x", PluginType.EXTRACTOR, "m", "", 2.5, {}, None)
     assert event.stream is None
     assert event.context == {}
 
@@ -249,7 +248,7 @@ def test_structured_tap_sync_duration():
     event = parse_line(STRUCTURED_TAP_SYNC_DURATION)
     assert event == Metric(
         "tap-shopsim",
-        "extractor",
+        PluginType.EXTRACTOR,
         "sync_duration",
         "timer",
         0.008587360382080078,
@@ -263,7 +262,7 @@ def test_structured_tap_record_count():
     assert isinstance(event, Metric)
     assert (event.plugin, event.plugin_role, event.name, event.value, event.stream) == (
         "tap-shopsim",
-        "extractor",
+        PluginType.EXTRACTOR,
         "record_count",
         100.0,
         "customers",
@@ -282,7 +281,7 @@ def test_structured_loader_record_count():
     assert isinstance(event, Metric)
     assert (event.plugin, event.plugin_role, event.name, event.kind, event.value, event.stream) == (
         "target-jsonlines",
-        "loader",
+        PluginType.LOADER,
         "record_count",
         "counter",
         100.0,
@@ -315,7 +314,9 @@ def test_bad_metric_info_becomes_a_log_record(metric_info):
     record = json.loads(STRUCTURED_TAP_RECORD_COUNT)
     record["metric_info"] = metric_info
     event = parse_line(json.dumps(record))
-    assert event == LogRecord("info", "METRIC", "tap-shopsim", "extractor", "2026-11-22T15:56:27.740873Z")
+    assert event == LogRecord(
+        "info", "METRIC", "tap-shopsim", PluginType.EXTRACTOR, "2026-11-22T15:56:27.740873Z"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,7 +331,9 @@ def test_a_stream_meltano_did_not_find_in_the_catalog():
     line = r"""{"event": "Stream `public-eventz` was not found in the catalog", "level": "warning", "timestamp": "2026-12-01T10:00:00Z", "_logger": "<_FixedFindCallerLogger meltano.core.plugin.singer.tap (INFO)>"}"""
     assert parse_line(line) == StreamNotFound("public-eventz", "2026-12-01T10:00:00Z")
     # The same words from a plugin are the plugin's log line.
-    plugin = json.dumps({"stdio": "stderr", "name": "tap-x", "event": "Stream `a` was not found in the catalog"})
+    plugin = json.dumps(
+        {"stdio": "stderr", "name": "tap-x", "event": "Stream `a` was not found in the catalog"}
+    )
     assert isinstance(parse_line(plugin), LogRecord)
 
 
@@ -345,7 +348,7 @@ def test_a_singer_python_metric_names_its_stream_by_endpoint():
     )
     metric = parse_line(line)
     assert isinstance(metric, Metric)
-    assert (metric.stream, metric.value, metric.plugin_role) == ("public-customers", 50, "extractor")
+    assert (metric.stream, metric.value, metric.plugin_role) == ("public-customers", 50, PluginType.EXTRACTOR)
 
 
 def test_block_succeeded():
@@ -406,13 +409,6 @@ def test_levels_are_normalised(level, expected):
     assert event.level == expected
 
 
-def test_python_level():
-    assert python_level("warning") == logging.WARNING
-    assert python_level("error") == logging.ERROR
-    assert python_level("debug") == logging.DEBUG
-    assert python_level("nonsense") == logging.INFO
-
-
 def test_line_endings_are_ignored():
     assert parse_line(STATE_UPDATED + "\n") == parse_line(STATE_UPDATED)
     assert parse_line(RUN_FAILED + "\r\n") == parse_line(RUN_FAILED)
@@ -465,7 +461,9 @@ def test_bad_metric_payloads_become_plugin_log_records(message):
     record = json.loads(TAP_RECORD_COUNT)
     record["event"] = message
     event = parse_line(json.dumps(record))
-    assert event == LogRecord("info", message, "tap-shopsim", "extractor", "2026-11-22T15:55:47.794999Z")
+    assert event == LogRecord(
+        "info", message, "tap-shopsim", PluginType.EXTRACTOR, "2026-11-22T15:55:47.794999Z"
+    )
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,6 @@ from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import (
     LogUpdate,
     RunOptions,
-    SilentObserver,
     execute_pipeline,
     open_execution,
     run,
@@ -132,7 +132,7 @@ def test_an_error_in_flx_while_meltano_runs_is_failed_and_stops_every_process(
     assert execution.error == "ConcurrencyConflict: another writer changed the execution"
 
 
-def test_an_interrupt_in_the_observer_cancels_at_once_not_when_the_generator_is_collected(
+def test_an_interrupt_in_the_consumer_cancels_at_once_not_when_the_generator_is_collected(
     meltano_sandbox, default_store_url, processes_with, monkeypatch
 ):
     ctx = meltano_sandbox.context(default_store_url, TAP_SHOPSIM_RECORD_DELAY_MS="20")
@@ -145,14 +145,17 @@ def test_an_interrupt_in_the_observer_cancels_at_once_not_when_the_generator_is_
         held.append(updates)
         return updates
 
-    class InterruptedObserver(SilentObserver):
-        def on_log(self, level, plugin, message):
-            if plugin and len(processes_with(marker)) >= 3:  # meltano, tap and target run
-                raise KeyboardInterrupt
-
     monkeypatch.setattr(run_module, "execute_pipeline", execute_and_hold)
+    steps = resolve(ctx.project, FILES_PIPELINE, ctx.environment)
+
+    def consume() -> None:  # the consumer (the CLI's progress table) is interrupted
+        with closing(run_module.execute(ctx, steps, RunOptions())) as updates:
+            for update in updates:
+                if isinstance(update, LogUpdate) and update.plugin and len(processes_with(marker)) >= 3:
+                    raise KeyboardInterrupt  # meltano, tap and target run
+
     with pytest.raises(KeyboardInterrupt):
-        run(ctx, FILES_PIPELINE, RunOptions(), InterruptedObserver())
+        consume()
     assert held
     assert processes_with(marker) == []
     [execution] = queries.execution_history(ctx, pipeline=FILES_PIPELINE)
@@ -235,7 +238,7 @@ def _cli_filters_executions_and_shows_metrics(sandbox, store_url, first, second)
     assert ids("--status", "FAILED") == []
     [row] = json.loads(flx(env, "executions", "--json", "-n", "1"))
     assert set(row) >= {"id", "pipeline_id", "status", "trigger", "started_at", "records", "results", "error"}
-    assert (row["pipeline_id"], row["status"], row["trigger"]) == (FILES_PIPELINE, "SUCCEEDED", "cli")
+    assert (row["pipeline_id"], row["status"], row["trigger"]) == (FILES_PIPELINE, "SUCCEEDED", "api")
     assert {r["stream"]: r["records"] for r in row["results"]} == {
         s: r.records for s, r in second.results.items()
     }

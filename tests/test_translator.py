@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from flx_meltano.domain.plugins import PluginType
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import Duration, StreamStatus
 from flx_meltano.integration.run_events import (
@@ -19,7 +20,7 @@ from flx_meltano.integration.run_events import (
     parse_line,
 )
 from flx_meltano.integration.translator import (
-    ERROR_TAIL_LINES,
+    TAIL_LINES_KEPT,
     ExecutionTracker,
     Outcome,
     StreamConfirmed,
@@ -62,10 +63,10 @@ def tap_metric(
     if name == "sync_duration" and status is not None:
         tags["status"] = status
     kind = "timer" if name == "sync_duration" else "counter"
-    return Metric(TAP, "extractor", name, kind, value, tags)
+    return Metric(TAP, PluginType.EXTRACTOR, name, kind, value, tags)
 
 
-def loader_count(stream: str, value: float, role: str | None = "loader") -> Metric:
+def loader_count(stream: str, value: float, role: PluginType | None = PluginType.LOADER) -> Metric:
     return Metric(TARGET, role, "record_count", "counter", value, {"stream": stream, "pid": 2})
 
 
@@ -188,10 +189,16 @@ def test_tap_count_used_when_the_loader_reports_none():
 
 def test_metrics_of_other_plugins_or_without_stream_are_ignored():
     t = tracker()
-    assert t.feed(Metric("tap-other", "extractor", "record_count", "counter", 5, {"stream": "s"})) == []
-    assert t.feed(Metric(TAP, "extractor", "record_count", "counter", 5, {})) == []
-    assert t.feed(Metric(TAP, "extractor", "http_request_duration", "timer", 1, {"stream": "s"})) == []
-    assert t.feed(Metric("tap-other", "extractor", "sync_duration", "timer", 1, {"stream": "s"})) == []
+    assert (
+        t.feed(Metric("tap-other", PluginType.EXTRACTOR, "record_count", "counter", 5, {"stream": "s"})) == []
+    )
+    assert t.feed(Metric(TAP, PluginType.EXTRACTOR, "record_count", "counter", 5, {})) == []
+    assert (
+        t.feed(Metric(TAP, PluginType.EXTRACTOR, "http_request_duration", "timer", 1, {"stream": "s"})) == []
+    )
+    assert (
+        t.feed(Metric("tap-other", PluginType.EXTRACTOR, "sync_duration", "timer", 1, {"stream": "s"})) == []
+    )
     assert t.feed(StateWritten()) == []  # "s" never finished extracting
 
 
@@ -544,11 +551,11 @@ def test_failure_without_exit_codes():
 
 def test_error_tail_is_bounded():
     t = tracker()
-    feed_all(t, [plugin_line(TAP, f"line {i}") for i in range(ERROR_TAIL_LINES + 15)])
+    feed_all(t, [plugin_line(TAP, f"line {i}") for i in range(TAIL_LINES_KEPT + 15)])
     t.feed(failed_block({"extractors": 1}))
     assert t.outcome is not None
-    assert len(t.outcome.error_lines) == ERROR_TAIL_LINES
-    assert t.outcome.error_lines[-1] == f"line {ERROR_TAIL_LINES + 14}"
+    assert len(t.outcome.error_lines) == TAIL_LINES_KEPT
+    assert t.outcome.error_lines[-1] == f"line {TAIL_LINES_KEPT + 14}"
     assert t.outcome.error_lines[0] == "line 15"
 
 
@@ -642,13 +649,15 @@ def test_a_run_that_dies_without_a_block_result_names_the_plugin_whose_output_en
     feed_all(
         t,
         [
-            plugin_line(TAP, "Beginning sync of 'orders'", "extractor"),
-            plugin_line(TARGET, "Traceback (most recent call last):", "loader"),
-            plugin_line(TARGET, "    raise FailAfterRecordsError(limit)", "loader"),
+            plugin_line(TAP, "Beginning sync of 'orders'", PluginType.EXTRACTOR),
+            plugin_line(TARGET, "Traceback (most recent call last):", PluginType.LOADER),
+            plugin_line(TARGET, "    raise FailAfterRecordsError(limit)", PluginType.LOADER),
             plugin_line(
-                TARGET, "target_jsonlines.target.FailAfterRecordsError: failing after 50 records", "loader"
+                TARGET,
+                "target_jsonlines.target.FailAfterRecordsError: failing after 50 records",
+                PluginType.LOADER,
             ),
-            plugin_line(TAP, "Beginning sync of 'order_items'", "extractor"),
+            plugin_line(TAP, "Beginning sync of 'order_items'", PluginType.EXTRACTOR),
             RunCompleted(success=False, duration_seconds=1),
         ],
     )
@@ -664,7 +673,7 @@ def test_a_run_that_dies_without_a_block_result_names_the_plugin_whose_output_en
 
 def test_a_run_that_dies_with_no_plugin_traceback_stays_unattributed():
     t = tracker()
-    feed_all(t, [plugin_line(TAP, "Error-free line: all good", "extractor"), RunCompleted(False, 1)])
+    feed_all(t, [plugin_line(TAP, "Error-free line: all good", PluginType.EXTRACTOR), RunCompleted(False, 1)])
     assert t.outcome is not None
     assert (t.outcome.failed_plugin, t.outcome.error) == (None, "run failed")
 
@@ -750,7 +759,7 @@ def test_a_mapper_failure_names_the_mapping_that_logged():
         mappers=("hide-kind", "meltano-map-transformer"),
         state_before=SingerState.empty(),
     )
-    t.feed(plugin_line("hide-kind", "ValueError: bad expression", "mapper"))
+    t.feed(plugin_line("hide-kind", "ValueError: bad expression", PluginType.MAPPER))
     t.feed(failed_block({"mappers": 1}, error="Mapper failed"))
     assert t.outcome is not None
     assert t.outcome.failed_plugin == "hide-kind"
@@ -759,7 +768,7 @@ def test_a_mapper_failure_names_the_mapping_that_logged():
 
 def test_a_huge_log_line_is_bounded_in_the_error():
     t = tracker()
-    t.feed(plugin_line(TAP, "psycopg2.OperationalError: " + "x" * 5000, "extractor"))
+    t.feed(plugin_line(TAP, "psycopg2.OperationalError: " + "x" * 5000, PluginType.EXTRACTOR))
     t.feed(failed_block({"extractors": 1}))
     assert t.outcome is not None
     assert t.outcome.error is not None

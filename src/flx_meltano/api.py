@@ -8,7 +8,7 @@ from typing import Any
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import open_context
 from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.application.run import RunObserver, RunOptions
+from flx_meltano.application.run import RunOptions
 from flx_meltano.application.run import run as _run
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.plugins import Plugin
@@ -18,13 +18,12 @@ from flx_meltano.settings import Settings
 def run(
     target: str,
     options: RunOptions | None = None,
-    observer: RunObserver | None = None,
     *,
     settings: Settings | None = None,
 ) -> list[PipelineExecution]:
     """Run a job or pipeline through meltano and return its recorded executions."""
     with open_context(settings) as ctx:
-        return _run(ctx, target, options, observer)
+        return _run(ctx, target, options)
 
 
 def pipelines(*, settings: Settings | None = None) -> list[queries.PipelineStatus]:

@@ -108,20 +108,22 @@ def diff_live(
 def restore(
     snapshot_id: int,
     to_state_id: str | None = None,
+    *,
     dry_run: bool = False,
     force: bool = False,
-    *,
     settings: Settings | None = None,
 ) -> RestoreResult:
     """Write a snapshot back through Meltano's backend (pre-restore snapshot first)."""
-    return _call(settings, lambda ctx: _uc.restore(ctx, snapshot_id, to_state_id, dry_run, force))
+    return _call(
+        settings, lambda ctx: _uc.restore(ctx, snapshot_id, to_state_id, dry_run=dry_run, force=force)
+    )
 
 
 def restore_previous(
-    state_id: str, force: bool = False, dry_run: bool = False, *, settings: Settings | None = None
+    state_id: str, *, dry_run: bool = False, force: bool = False, settings: Settings | None = None
 ) -> RestoreResult:
     """Put the last good state of ``state_id`` back in one call."""
-    return _call(settings, lambda ctx: _uc.restore_previous(ctx, state_id, force, dry_run))
+    return _call(settings, lambda ctx: _uc.restore_previous(ctx, state_id, dry_run=dry_run, force=force))
 
 
 def export(

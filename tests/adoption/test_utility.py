@@ -98,9 +98,9 @@ def test_meltano_invoke_ui_serves_the_project_and_sigterm_stops_all_of_it(
         data = ui.gql("{ assetNodes { assetKey { path } } }")
         keys = sorted(tuple(n["assetKey"]["path"]) for n in data["assetNodes"])
         assert keys == [("tap_shopsim", "customers"), ("tap_shopsim", "orders")], ui.logs()
-        jobs = ui.gql(
-            "{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }"
-        )["repositoriesOrError"]["nodes"][0]["jobs"]
+        jobs = ui.gql("{ repositoriesOrError { ... on RepositoryConnection { nodes { jobs { name } } } } }")[
+            "repositoriesOrError"
+        ]["nodes"][0]["jobs"]
         assert "shop_to_jsonl" in {j["name"] for j in jobs}
         started = set(processes_with(marker))
         assert len(started) >= 5, started  # meltano, flx-meltano ui, dagster dev, webserver, daemon, ...
@@ -114,9 +114,10 @@ def test_meltano_invoke_ui_serves_the_project_and_sigterm_stops_all_of_it(
     finally:
         kill(processes_with(marker))
     # Without flx-meltano init the project is served all the same (the packaged code location).
-    assert "code location: flx_meltano.code_location" in log.read_text() or (
-        adopted_project.root / "orchestrate" / "dagster" / "dg.toml"
-    ).exists()
+    assert (
+        "code location: flx_meltano.code_location" in log.read_text()
+        or (adopted_project.root / "orchestrate" / "dagster" / "dg.toml").exists()
+    )
 
 
 def test_init_adds_only_the_code_location_files_and_dagster_validates_them(adopted_project):

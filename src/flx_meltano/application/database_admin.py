@@ -11,14 +11,6 @@ from flx_meltano.application.secrets import MASK, looks_secret
 from flx_meltano.persistence import database, embedded
 from flx_meltano.settings import Settings
 
-DOTENV_KEYS = (
-    "FLX_WAREHOUSE_URL",
-    "FLX_WAREHOUSE_HOST",
-    "FLX_WAREHOUSE_PORT",
-    "FLX_WAREHOUSE_USER",
-    "FLX_WAREHOUSE_PASSWORD",
-    "FLX_WAREHOUSE_DBNAME",
-)
 # Files flx writes that can hold secrets (.env holds the warehouse password) are the owner's only.
 SECRET_FILE_MODE = 0o600
 

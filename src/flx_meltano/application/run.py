@@ -8,7 +8,6 @@ from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Protocol
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.liveness import (
@@ -37,54 +36,25 @@ from flx_meltano.persistence import database
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
-class RunObserver(Protocol):
-    """Who wants to hear about a run while it happens (the CLI's progress, Dagster's event log)."""
-
-    def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        """A log line from meltano or one of its plugins."""
-
-    def on_progress(self, pipeline_id: str, stream: str, extracted: int | None, loaded: int | None) -> None:
-        """Records seen so far for a stream (None: not reported)."""
-
-    def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
-        """A stream was confirmed by the loader (or failed)."""
-
-    def on_execution(self, execution: PipelineExecution) -> None:
-        """An execution started or finished (look at its status)."""
-
-
-class SilentObserver:
-    """An observer that ignores everything."""
-
-    def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        """Ignore."""
-
-    def on_progress(self, pipeline_id: str, stream: str, extracted: int | None, loaded: int | None) -> None:
-        """Ignore."""
-
-    def on_stream(self, execution: PipelineExecution, result: StreamResult) -> None:
-        """Ignore."""
-
-    def on_execution(self, execution: PipelineExecution) -> None:
-        """Ignore."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """How to run; validated when built, so a bad option is refused before anything is written.
 
     Attributes:
         streams: only these streams (None: the pipeline's selected streams).
-        state_strategy: Meltano's --state-strategy; a string is parsed (InvalidOption if unknown).
+        trigger: who started the run (the API's by default; the CLI and Dagster say so).
+        full_refresh: ignore saved state.
+        state_strategy: Meltano's --state-strategy (a string given at run time is parsed too;
+            InvalidOption if unknown).
         force: start even if an execution of the same state id is RUNNING.
         timeout_seconds: cancel the run after this long (more than 0; None: no limit).
         env: extra environment for meltano (e.g. plugin settings as env vars).
     """
 
     streams: tuple[str, ...] | None = None
-    trigger: Trigger = Trigger.CLI
+    trigger: Trigger = Trigger.API
     full_refresh: bool = False
-    state_strategy: StateStrategy | str | None = None
+    state_strategy: StateStrategy | None = None
     force: bool = False
     timeout_seconds: float | None = None
     dagster_run_id: str | None = None
@@ -93,7 +63,9 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.state_strategy is not None and not isinstance(self.state_strategy, StateStrategy):
-            object.__setattr__(self, "state_strategy", StateStrategy.parse(self.state_strategy))
+            object.__setattr__(self, "state_strategy", StateStrategy.parse(str(self.state_strategy)))
+        if not isinstance(self.trigger, Trigger):
+            object.__setattr__(self, "trigger", Trigger(self.trigger))
         if self.timeout_seconds is not None and not self.timeout_seconds > 0:
             raise InvalidOption(
                 f"timeout {self.timeout_seconds:g}s: a timeout must be more than 0 seconds (or none)"
@@ -193,13 +165,14 @@ def execute_pipeline(
     then goes on unchanged.
     """
     options = options or RunOptions()
-    if options.execution_id is None:
-        options = replace(options, execution_id=str(uuid.uuid4()))
+    run_id = options.execution_id or str(uuid.uuid4())  # Meltano's run id is the execution id
+    options = replace(options, execution_id=run_id)
     env = {**ctx.run_env, **options.env}
     redact = Redactor.for_plugins((definition.extractor, *definition.mappers, definition.loader), env)
     # meltano spends its first seconds importing itself: it does so behind the launch gate while
     # the execution is opened and the state snapshotted, and runs only from run.start() on.
-    run = MeltanoRun(_run_request(ctx, definition, options, env)).spawn()
+    request = _run_request(ctx, options, env, blocks=definition.blocks, run_id=run_id, definition=definition)
+    run = MeltanoRun(request).spawn()
     try:
         execution, state_before = open_execution(ctx, definition, options)
     except BaseException:
@@ -208,44 +181,11 @@ def execute_pipeline(
     outage = StoreOutage(database.redact_url(ctx.location.store_url))
     heartbeat = Heartbeat(ctx, execution.id, ctx.settings.heartbeat_seconds, outage).start()
     opened = _OpenRun(ctx, definition, execution, state_before, options, redact, outage=outage)
-    waits: list[str] = []
-    retry_seconds = ctx.settings.store_retry_seconds
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
         yield ExecutionUpdate(execution)
-        tracker = opened.tracker = ExecutionTracker(
-            extractor=definition.extractor.name,
-            loader=definition.loader.name,
-            # Meltano logs a mapper's lines under its mapping's name or its plugin's: know both.
-            mappers=tuple(dict.fromkeys((*definition.mappings, *(m.name for m in definition.mappers)))),
-            read_state=lambda: _state(ctx, definition),
-            expected_streams=execution.streams,
-            state_before=state_before or SingerState.empty(),
-        )
-        events = run.start(
-            on_wait=waits.append,
-            # One load per state id: refuse rather than queue behind a live load of it, and pass
-            # Meltano's --force only once its previous runs are established dead.
-            on_held=None if options.force else lambda holder: refuse_if_loading(ctx, execution, holder),
-            decide_force=lambda: guard_state_id(ctx, execution),
-        ).events()
-        for message in waits:
-            yield LogUpdate("info", None, message)
-        for event in events:
-            if isinstance(event, LogRecord):
-                yield LogUpdate(event.level, event.plugin, redact(event.message))
-            elif isinstance(event, BlockCompleted) and not event.success:
-                yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
-            for note in tracker.feed(event):
-                if isinstance(note, StreamProgress):
-                    yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
-                elif isinstance(note, StreamConfirmed):
-                    execution.record_stream(note.result, at=_now())
-                    # A store outage does not stop the load: the result waits in memory.
-                    try_save(ctx, execution, outage)
-                    yield StreamUpdate(execution, note.result)
-            if (line := outage.announcement(retry_seconds)) is not None:
-                yield LogUpdate("warning", None, line)
+        opened.tracker = _tracker(opened)
+        yield from _follow(opened, run)
         _close(
             opened,
             cancelled=run.cancelled and not run.timed_out,
@@ -273,16 +213,80 @@ def execute_pipeline(
     yield ExecutionUpdate(execution)
 
 
+def _tracker(opened: _OpenRun) -> ExecutionTracker:
+    """The tracker of an opened execution's extract-load block."""
+    ctx, definition = opened.ctx, opened.definition
+    return ExecutionTracker(
+        extractor=definition.extractor.name,
+        loader=definition.loader.name,
+        # Meltano logs a mapper's lines under its mapping's name or its plugin's: know both.
+        mappers=tuple(dict.fromkeys((*definition.mappings, *(m.name for m in definition.mappers)))),
+        read_state=lambda: _state(ctx, definition),
+        expected_streams=opened.execution.streams,
+        state_before=opened.state_before or SingerState.empty(),
+    )
+
+
+def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, None]:
+    """Start the spawned run; translate its events into updates, recording each confirmed stream."""
+    ctx, definition, execution, redact = opened.ctx, opened.definition, opened.execution, opened.redact
+    tracker, outage, options = opened.tracker, opened.outage, opened.options
+    assert tracker is not None
+    assert outage is not None
+    retry_seconds = ctx.settings.store_retry_seconds
+    waits: list[str] = []
+    events = run.start(
+        on_wait=waits.append,
+        # One load per state id: refuse rather than queue behind a live load of it, and pass
+        # Meltano's --force only once its previous runs are established dead.
+        on_held=None if options.force else lambda holder: refuse_if_loading(ctx, execution, holder),
+        decide_force=lambda: guard_state_id(ctx, execution),
+    ).events()
+    for message in waits:
+        yield LogUpdate("info", None, message)
+    for event in events:
+        if isinstance(event, LogRecord):
+            yield LogUpdate(event.level, event.plugin, redact(event.message))
+        elif isinstance(event, BlockCompleted) and not event.success:
+            yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
+        for note in tracker.feed(event):
+            if isinstance(note, StreamProgress):
+                yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
+            elif isinstance(note, StreamConfirmed):
+                execution.record_stream(note.result, at=_now())
+                # A store outage does not stop the load: the result waits in memory.
+                try_save(ctx, execution, outage)
+                yield StreamUpdate(execution, note.result)
+        if (line := outage.announcement(retry_seconds)) is not None:
+            yield LogUpdate("warning", None, line)
+
+
 def _run_request(
-    ctx: AppContext, definition: PipelineDefinition, options: RunOptions, env: dict[str, str]
+    ctx: AppContext,
+    options: RunOptions,
+    env: dict[str, str],
+    *,
+    blocks: tuple[str, ...],
+    run_id: str,
+    definition: PipelineDefinition | None = None,
 ) -> RunRequest:
-    """The ``meltano run`` of one execution of ``definition`` (``options.execution_id``)."""
-    assert options.execution_id is not None
+    """The ``meltano run`` of ``blocks``: of one execution of ``definition`` (its streams, state
+    options and extractor lock), or of a command block (``definition`` None)."""
+    if definition is None:
+        return RunRequest(
+            project_dir=ctx.settings.project_dir,
+            environment=ctx.environment,
+            blocks=blocks,
+            run_id=run_id,
+            meltano_executable=ctx.settings.meltano_executable,
+            timeout_seconds=options.timeout_seconds,
+            env=env,
+        )
     return RunRequest(
         project_dir=ctx.settings.project_dir,
         environment=definition.state_id.environment,
-        blocks=definition.blocks,
-        run_id=options.execution_id,
+        blocks=blocks,
+        run_id=run_id,
         meltano_executable=ctx.settings.meltano_executable,
         select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
         full_refresh=options.full_refresh,
@@ -296,32 +300,18 @@ def _run_request(
     )
 
 
-def notify(observer: RunObserver, update: RunUpdate) -> None:
-    """Hand one update to an observer."""
-    if isinstance(update, LogUpdate):
-        observer.on_log(update.level, update.plugin, update.message)
-    elif isinstance(update, ProgressUpdate):
-        observer.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
-    elif isinstance(update, StreamUpdate):
-        observer.on_stream(update.execution, update.result)
-    else:
-        observer.on_execution(update.execution)
-
-
 def run_pipeline(
-    ctx: AppContext,
-    definition: PipelineDefinition,
-    options: RunOptions | None = None,
-    observer: RunObserver | None = None,
+    ctx: AppContext, definition: PipelineDefinition, options: RunOptions | None = None
 ) -> PipelineExecution:
     """Run one extract-load pipeline to the end and return its closed execution."""
-    observer = observer or SilentObserver()
+    return _last_execution(execute_pipeline(ctx, definition, options))
+
+
+def _last_execution(updates: Generator[RunUpdate, None, None]) -> PipelineExecution:
     execution: PipelineExecution | None = None
-    # closing(): an exception raised here, outside the generator (an interrupt in the observer),
-    # stops meltano and records the execution now, not whenever the generator is collected.
-    with closing(execute_pipeline(ctx, definition, options)) as updates:
+    # closing(): an exception raised while consuming stops meltano and records the execution now.
+    with closing(updates):
         for update in updates:
-            notify(observer, update)
             if isinstance(update, ExecutionUpdate):
                 execution = update.execution
     assert execution is not None
@@ -490,30 +480,21 @@ def _close_after_exception(opened: _OpenRun, exc: BaseException, *, cancelled: b
         )
 
 
-def run_command(
-    ctx: AppContext, command: Command, options: RunOptions | None = None, observer: RunObserver | None = None
-) -> None:
-    """Run a command block (e.g. ``dbt-postgres:run``) through ``meltano run``; CommandFailed if it fails."""
+def execute_command(
+    ctx: AppContext, command: Command, options: RunOptions | None = None
+) -> Generator[RunUpdate, None, None]:
+    """Run a command block (e.g. ``dbt-postgres:run``) through ``meltano run``, yielding its log
+    lines; CommandFailed if it fails."""
     options = options or RunOptions()
-    observer = observer or SilentObserver()
-    run = MeltanoRun(
-        RunRequest(
-            project_dir=ctx.settings.project_dir,
-            environment=ctx.environment,
-            blocks=(str(command),),
-            run_id=str(uuid.uuid4()),
-            meltano_executable=ctx.settings.meltano_executable,
-            timeout_seconds=options.timeout_seconds,
-            env={**ctx.run_env, **options.env},
-        )
-    )
+    env = {**ctx.run_env, **options.env}
+    run = MeltanoRun(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
     plugins = [p for p in ctx.project.plugins if p.name == command.plugin]
-    redact = Redactor.for_plugins(plugins, {**ctx.run_env, **options.env})
+    redact = Redactor.for_plugins(plugins, env)
     failure: str | None = None
     try:
         for event in run.start().events():
             if isinstance(event, LogRecord):
-                observer.on_log(event.level, event.plugin, redact(event.message))
+                yield LogUpdate(event.level, event.plugin, redact(event.message))
             elif isinstance(event, BlockCompleted) and not event.success:
                 failure = redact(event.error or "failed")
     except BaseException:
@@ -523,27 +504,43 @@ def run_command(
         raise CommandFailed(f"{command} failed: {failure or f'exit code {run.returncode}'}")
 
 
-def run_steps(
-    ctx: AppContext,
-    steps: Sequence[Step],
-    options: RunOptions | None = None,
-    observer: RunObserver | None = None,
-) -> list[PipelineExecution]:
-    """Run steps in order, stopping at the first failure (as ``meltano run`` does)."""
-    executions: list[PipelineExecution] = []
+def execute(
+    ctx: AppContext, steps: Sequence[Step], options: RunOptions | None = None
+) -> Generator[RunUpdate, None, None]:
+    """Run steps in order, yielding every update, stopping at the first failure (as ``meltano run``
+    does). Consume it inside ``contextlib.closing`` so an interrupt stops meltano at once."""
     for step in steps:
         if step.pipeline is not None:
-            execution = run_pipeline(ctx, step.pipeline, options, observer)
-            executions.append(execution)
-            if execution.status is not ExecutionStatus.SUCCEEDED:
-                break
+            execution: PipelineExecution | None = None
+            with closing(execute_pipeline(ctx, step.pipeline, options)) as updates:
+                for update in updates:
+                    if isinstance(update, ExecutionUpdate):
+                        execution = update.execution
+                    yield update
+            if execution is None or execution.status is not ExecutionStatus.SUCCEEDED:
+                return
         elif step.command is not None:
-            run_command(ctx, step.command, options, observer)
+            with closing(execute_command(ctx, step.command, options)) as updates:
+                yield from updates
+
+
+def executions_of(updates: Generator[RunUpdate, None, None]) -> list[PipelineExecution]:
+    """Consume ``updates`` (inside ``closing``); the closed executions, in order."""
+    executions: list[PipelineExecution] = []
+    with closing(updates):
+        for update in updates:
+            if isinstance(update, ExecutionUpdate) and update.execution.status.is_terminal:
+                executions.append(update.execution)
     return executions
 
 
-def run(
-    ctx: AppContext, target: str, options: RunOptions | None = None, observer: RunObserver | None = None
+def run_steps(
+    ctx: AppContext, steps: Sequence[Step], options: RunOptions | None = None
 ) -> list[PipelineExecution]:
+    """Run steps in order to the end; the closed executions."""
+    return executions_of(execute(ctx, steps, options))
+
+
+def run(ctx: AppContext, target: str, options: RunOptions | None = None) -> list[PipelineExecution]:
     """Run a job, or one pipeline, by name (see ``pipelines.resolve``)."""
-    return run_steps(ctx, resolve(ctx.project, target, ctx.environment), options, observer)
+    return run_steps(ctx, resolve(ctx.project, target, ctx.environment), options)

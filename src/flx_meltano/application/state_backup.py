@@ -230,6 +230,7 @@ def restore(
     ctx: AppContext,
     snapshot_id: int,
     to_state_id: str | None = None,
+    *,
     dry_run: bool = False,
     force: bool = False,
 ) -> RestoreResult:
@@ -296,7 +297,7 @@ def _restore(
 
 
 def restore_previous(
-    ctx: AppContext, state_id: str, force: bool = False, dry_run: bool = False
+    ctx: AppContext, state_id: str, *, dry_run: bool = False, force: bool = False
 ) -> RestoreResult:
     """Put back the last good state: the state before the newest run, when that run was flagged.
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.cli import catalog, db, init, metrics_serve, runs, state, ui
+from flx_meltano.cli import catalog, db, history, init, metrics_serve, run, state, ui
 from flx_meltano.cli.about import version_text
 from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
 from flx_meltano.cli.errors import report
@@ -24,8 +24,9 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
-runs.register(app)
-metrics_serve.register(app)  # after runs: makes its 'metrics' command the group 'metrics show|serve'
+run.register(app)
+history.register(app)
+metrics_serve.register(app)  # after history: makes its 'metrics' command the group 'metrics show|serve'
 state.register(app)
 init.register(app)
 ui.register(app)

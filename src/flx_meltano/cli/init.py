@@ -19,9 +19,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("init")
     def init_command(
-        directory: Annotated[
-            str, typer.Option(help="Where the files go, relative to the project.")
-        ] = str(scaffold.DEFAULT_DIRECTORY),
+        directory: Annotated[str, typer.Option(help="Where the files go, relative to the project.")] = str(
+            scaffold.DEFAULT_DIRECTORY
+        ),
         style: Annotated[
             str,
             typer.Option(help=f"How the code location is declared: {_STYLES}."),

@@ -214,4 +214,3 @@ def register(app: typer.Typer) -> None:
     group.registered_commands.append(show)
     group.command("serve")(serve)
     app.add_typer(group, name="metrics")
-

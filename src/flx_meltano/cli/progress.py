@@ -7,12 +7,13 @@ from types import TracebackType
 from rich.live import Live
 from rich.table import Table
 
+from flx_meltano.application.run import ExecutionUpdate, LogUpdate, ProgressUpdate, RunUpdate, StreamUpdate
 from flx_meltano.cli.output import console, count_text, status_text
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 
 
 class LiveProgress:
-    """A RunObserver drawing a table of streams that updates as records move."""
+    """Draws a table of streams from a run's updates, updating as records move."""
 
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
@@ -39,6 +40,17 @@ class LiveProgress:
         for (pipeline, stream), row in self.rows.items():
             table.add_row(pipeline, stream, *row)
         return table
+
+    def show(self, update: RunUpdate) -> None:
+        """Take one update of the run."""
+        if isinstance(update, LogUpdate):
+            self.on_log(update.level, update.plugin, update.message)
+        elif isinstance(update, ProgressUpdate):
+            self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+        elif isinstance(update, StreamUpdate):
+            self.on_stream(update.execution, update.result)
+        elif isinstance(update, ExecutionUpdate):
+            self.on_execution(update.execution)
 
     def on_log(self, level: str, plugin: str | None, message: str) -> None:
         """Show warnings and errors (everything with --verbose) above the table."""

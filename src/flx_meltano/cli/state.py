@@ -195,7 +195,7 @@ def restore_command(
         raise UsageError("give a snapshot id or --previous STATE_ID (one of them)")
     with app_context() as ctx:
         if previous is not None:
-            preview = uc.restore_previous(ctx, previous, force, dry_run=True)
+            preview = uc.restore_previous(ctx, previous, dry_run=True, force=force)
         else:
             assert snapshot_id is not None
             preview = uc.restore(ctx, snapshot_id, to_state_id, dry_run=True, force=force)
@@ -205,7 +205,7 @@ def restore_command(
                 _print_diff(preview.changes, f"restoring {_source(preview)} into {preview.state_id}")
             _confirm(f"write {_source(preview)} into {preview.state_id}?", yes, as_json)
             if previous is not None:
-                result = uc.restore_previous(ctx, previous, force)
+                result = uc.restore_previous(ctx, previous, force=force)
             else:
                 result = uc.restore(ctx, preview.snapshot.id, preview.state_id, force=force)
     if as_json:

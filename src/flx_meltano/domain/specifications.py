@@ -18,21 +18,11 @@ class IsStale:
 
     def __call__(self, history: Sequence[PipelineExecution], now: datetime) -> bool:
         last = last_success(history)
-        return last is None or last.ended_at is None or now - last.ended_at > self.max_age
+        return self.since(last.ended_at if last else None, now)
 
-
-@dataclass(frozen=True)
-class IsFailing:
-    """The ``consecutive`` newest finished executions all failed or crashed."""
-
-    consecutive: int
-
-    def __call__(self, history: Sequence[PipelineExecution]) -> bool:
-        finished = [e for e in history if e.status.is_terminal]
-        recent = finished[: self.consecutive]
-        return len(recent) == self.consecutive and all(
-            e.status in (ExecutionStatus.FAILED, ExecutionStatus.CRASHED) for e in recent
-        )
+    def since(self, last_success_ended: datetime | None, now: datetime) -> bool:
+        """The same, given when the newest success ended (None: never)."""
+        return last_success_ended is None or now - last_success_ended > self.max_age
 
 
 def last_success(history: Sequence[PipelineExecution]) -> PipelineExecution | None:

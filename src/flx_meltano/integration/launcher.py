@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from flx_meltano.domain.values import StateStrategy
 from flx_meltano.integration.errors import LaunchError
 from flx_meltano.integration.load_lock import PluginLock
 from flx_meltano.integration.meltano_cli import meltano_env, resolve_executable
 from flx_meltano.integration.run_events import RunEvent, parse_line
 
-STATE_STRATEGIES = ("auto", "merge", "overwrite")
+STATE_STRATEGIES = tuple(strategy.value for strategy in StateStrategy)
 
 # Started early, meltano spends its first seconds importing itself (about 2 s). The gate lets it do
 # that while flx opens the execution and snapshots the state, then holds it until flx writes "g"
@@ -145,7 +146,7 @@ class RunRequest:
     meltano_executable: str = "meltano"
     select: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     full_refresh: bool = False
-    state_strategy: str | None = None
+    state_strategy: StateStrategy | None = None
     force: bool = False
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -163,12 +164,12 @@ class RunRequest:
         ]
         if self.full_refresh:
             args.append("--full-refresh")
-        if self.state_strategy:
-            if self.state_strategy not in STATE_STRATEGIES:
+        if self.state_strategy is not None:
+            if self.state_strategy not in STATE_STRATEGIES:  # a str that is no StateStrategy
                 raise LaunchError(
                     f"state strategy {self.state_strategy!r} is not one of {', '.join(STATE_STRATEGIES)}"
                 )
-            args.append(f"--state-strategy={self.state_strategy}")
+            args.append(f"--state-strategy={StateStrategy(self.state_strategy).value}")
         if self.force:
             args.append("--force")
         return [*args, *self.blocks]

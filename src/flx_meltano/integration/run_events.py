@@ -7,11 +7,12 @@ JSON (or not an object) becomes a plain LogRecord; nothing here raises on bad in
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from flx_meltano.domain.plugins import PluginType
 
 METRIC_PREFIX = "METRIC: "
 STATE_UPDATED_PREFIX = "Incremental state has been updated"
@@ -27,7 +28,7 @@ class LogRecord:
     level: str
     message: str
     plugin: str | None = None
-    plugin_role: str | None = None
+    plugin_role: PluginType | None = None
     timestamp: str | None = None
 
 
@@ -36,7 +37,7 @@ class Metric:
     """A Singer SDK metric point (``record_count``, ``sync_duration``, ``http_request_duration``...)."""
 
     plugin: str
-    plugin_role: str | None
+    plugin_role: PluginType | None
     name: str
     kind: str
     value: float
@@ -95,19 +96,25 @@ class RunCompleted:
 RunEvent = LogRecord | Metric | StateWritten | StreamNotFound | BlockCompleted | RunCompleted
 
 
-def _plugin_role(record: Mapping[str, Any]) -> str | None:
+_LOGGED_ROLES = (
+    PluginType.EXTRACTOR,
+    PluginType.LOADER,
+    PluginType.MAPPER,
+    PluginType.UTILITY,
+    PluginType.TRANSFORMER,
+)
+
+
+def _plugin_role(record: Mapping[str, Any]) -> PluginType | None:
     producer, consumer = record.get("producer"), record.get("consumer")
     if producer and consumer:
-        return "mapper"
+        return PluginType.MAPPER
     if producer:
-        return "extractor"
+        return PluginType.EXTRACTOR
     if consumer:
-        return "loader"
+        return PluginType.LOADER
     logger_name = str(record.get("_logger", ""))
-    for role in ("extractors", "loaders", "mappers", "utilities", "transformers"):
-        if f".{role}." in logger_name:
-            return role.removesuffix("s") if role != "utilities" else "utility"
-    return None
+    return next((role for role in _LOGGED_ROLES if f".{role.value}." in logger_name), None)
 
 
 def _level(record: Mapping[str, Any]) -> str:
@@ -115,7 +122,7 @@ def _level(record: Mapping[str, Any]) -> str:
     return level if level in _LEVELS else "info"
 
 
-def _metric_from(data: Any, plugin: str, role: str | None, timestamp: str | None) -> Metric | None:
+def _metric_from(data: Any, plugin: str, role: PluginType | None, timestamp: str | None) -> Metric | None:
     if not isinstance(data, Mapping) or "metric" not in data or "value" not in data:
         return None
     try:
@@ -205,8 +212,3 @@ def parse_line(line: str) -> RunEvent | None:
     if message.startswith("Stream `") and (missing := _STREAM_NOT_FOUND.match(message)):
         return StreamNotFound(missing["stream"], timestamp)
     return LogRecord(_level(record), message, None, None, timestamp)
-
-
-def python_level(level: str) -> int:
-    """The stdlib logging level of a LogRecord level name."""
-    return logging.getLevelNamesMapping().get(level.upper(), logging.INFO)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flx_meltano.domain.execution import StreamResult
+from flx_meltano.domain.plugins import PluginType
 from flx_meltano.domain.state import BookmarkChange, SingerState, compare_bookmark
 from flx_meltano.domain.values import Duration, StreamStatus
 from flx_meltano.integration.run_events import (
@@ -28,8 +29,7 @@ from flx_meltano.integration.run_events import (
     StreamNotFound,
 )
 
-ROLE_BY_EXIT_KEY = {"extractors": "extractor", "loaders": "loader", "mappers": "mapper"}
-ERROR_TAIL_LINES = 20
+TAIL_LINES_KEPT = 20  # per plugin, for naming a failure (run.ERROR_TAIL_LINES of them are stored)
 MELTANO_ERROR_LINES = 5
 MAX_LINE_CHARS = 500  # one logged line kept with an error (a plugin may log a whole traceback as one)
 COUNTS_UNKNOWN = "record counts unknown"
@@ -148,7 +148,7 @@ class ExecutionTracker:
             return self._metric(event)
         if isinstance(event, LogRecord):
             if event.plugin is not None:
-                self._tails.setdefault(event.plugin, deque(maxlen=ERROR_TAIL_LINES)).append(event.message)
+                self._tails.setdefault(event.plugin, deque(maxlen=TAIL_LINES_KEPT)).append(event.message)
             elif event.level in ("error", "critical"):
                 self._meltano_errors.append(_bounded(event.message.splitlines()[0] if event.message else ""))
             return []
@@ -199,7 +199,7 @@ class ExecutionTracker:
             return []
         stream = self._stream(stream_name)
         if metric.name == "record_count":
-            if metric.plugin_role == "loader" or metric.plugin == self.loader:
+            if metric.plugin_role is PluginType.LOADER or metric.plugin == self.loader:
                 stream.loaded = (stream.loaded or 0) + int(metric.value)
             elif metric.plugin == self.extractor:
                 stream.extracted = (stream.extracted or 0) + int(metric.value)
@@ -279,8 +279,9 @@ class ExecutionTracker:
                 self.last_state = self.read_state()
             return [self._confirm(name) for name in self.streams if name not in self.confirmed]
         failed_role, exit_code = self._failing_role(event.exit_codes)
-        plugin = {"extractor": self.extractor, "loader": self.loader}.get(failed_role or "")
-        if failed_role == "mapper" and self.mappers:
+        plugins = {PluginType.EXTRACTOR: self.extractor, PluginType.LOADER: self.loader}
+        plugin = plugins.get(failed_role) if failed_role else None
+        if failed_role is PluginType.MAPPER and self.mappers:
             plugin = next((m for m in self.mappers if m in self._tails), self.mappers[0])
         tail = tuple(self._tails.get(plugin or "", ()))
         last_line = next((line.strip() for line in reversed(tail) if line.strip()), "")
@@ -293,12 +294,13 @@ class ExecutionTracker:
         return []
 
     @staticmethod
-    def _failing_role(exit_codes: dict[str, int] | object) -> tuple[str | None, int | None]:
+    def _failing_role(exit_codes: dict[str, int] | object) -> tuple[PluginType | None, int | None]:
+        """The plugin type (Meltano's exit-code keys are the plural types) that failed first."""
         if not isinstance(exit_codes, dict):
             return None, None
         for key, code in exit_codes.items():
             if code:
-                return ROLE_BY_EXIT_KEY.get(key, key), code
+                return (PluginType(key) if key in PluginType.__members__.values() else None), code
         return None, None
 
     def unconfirmed_results(self) -> list[StreamResult]:

@@ -24,8 +24,9 @@ from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
     MeltanoStream,
-    dagster_meta,
     dagster_name,
+    pipeline_meta,
+    pipeline_name,
     tag_value,
 )
 
@@ -39,7 +40,7 @@ def pool_for(pipeline: PipelineDefinition) -> str:
     state id because Meltano 4.4 shares an extractor's catalog file between concurrent runs of
     the same project (meltano#8763), so any two runs of one tap must not overlap.
     """
-    return f"meltano/{pipeline.extractor.name}"
+    return md.extractor_pool(pipeline.extractor.name)
 
 
 def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None = None) -> RetryPolicy | None:
@@ -47,7 +48,7 @@ def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None =
 
     ``retry: {max_retries: 3, delay_seconds: 30, backoff: exponential}`` in meltano.yml.
     """
-    meta = {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+    meta = pipeline_meta(pipeline)
     retry = meta.get("retry")
     if not isinstance(retry, Mapping):
         return default
@@ -80,7 +81,7 @@ def meltano_pipeline_assets(
     keys = {stream: spec.key for stream, spec in specs.items()}
 
     @multi_asset(
-        name=dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}"),
+        name=pipeline_name(pipeline),
         specs=list(specs.values()),
         can_subset=True,
         pool=pool_for(pipeline),

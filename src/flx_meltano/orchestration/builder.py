@@ -20,6 +20,7 @@ from dagster import (
     RetryPolicy,
     SensorDefinition,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import all_pipelines, unmatched_select_rules
@@ -33,7 +34,7 @@ from flx_meltano.orchestration.sensors import (
     build_crash_reconciler_sensor,
     build_stale_pipeline_sensor,
 )
-from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, dagster_meta
+from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, pipeline_meta
 from flx_meltano.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 def freshness_of(pipeline: PipelineDefinition, default_hours: float | None) -> timedelta | None:
     """``meta.dagster.freshness_hours`` of the loader or extractor, else the default."""
-    meta = {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+    meta = pipeline_meta(pipeline)
     hours = meta.get("freshness_hours", default_hours)
     return timedelta(hours=float(hours)) if hours else None
 
@@ -194,6 +195,69 @@ def _dbt_target(
     return DbtJobTarget(setup, assets, manifest, translator)
 
 
+def _keys_and_freshness(
+    built: Sequence[tuple[PipelineDefinition, AssetsDefinition]], default_hours: float | None
+) -> tuple[dict[tuple[str, str], list[AssetKey]], list[FreshnessRule]]:
+    """The asset keys of each (extractor, loader) pair, and the freshness rule of each pipeline
+    that has one."""
+    keys: dict[tuple[str, str], list[AssetKey]] = {}
+    rules: list[FreshnessRule] = []
+    for pipeline, definition in built:
+        pipeline_keys = list(definition.keys)
+        keys[(pipeline.extractor.name, pipeline.loader.name)] = pipeline_keys
+        max_age = freshness_of(pipeline, default_hours)
+        if max_age is not None:
+            rules.append(FreshnessRule(pipeline.id, tuple(pipeline_keys), max_age))
+    return keys, rules
+
+
+def _legacy_jobs(
+    schedules: Sequence[Schedule],
+    pipelines: Sequence[PipelineDefinition],
+    keys: Mapping[tuple[str, str], list[AssetKey]],
+) -> dict[tuple[str, str], UnresolvedAssetJobDefinition]:
+    """A job per pipeline that an extractor/loader schedule (not a job schedule) runs."""
+    by_pair = {(p.extractor.name, p.loader.name): p for p in pipelines}
+    return {
+        (s.extract_load.extractor, s.extract_load.loader): pipeline_job(
+            by_pair[(s.extract_load.extractor, s.extract_load.loader)],
+            keys[(s.extract_load.extractor, s.extract_load.loader)],
+        )
+        for s in schedules
+        if s.extract_load is not None
+    }
+
+
+def _resource(options: LocationOptions, settings: Settings, environment: str) -> MeltanoResource:
+    """The ``meltano`` resource of the location."""
+    return MeltanoResource(
+        project_dir=str(settings.project_dir),
+        environment=environment,
+        meltano_executable=options.resource.meltano_executable,
+        database_url=options.resource.database_url,
+        env=dict(options.resource.env),
+        timeout_seconds=options.resource.timeout_seconds,
+        full_refresh=options.resource.full_refresh,
+        state_strategy=options.resource.state_strategy,
+    )
+
+
+def _sensors(
+    options: LocationOptions, resource: MeltanoResource, rules: Sequence[FreshnessRule]
+) -> list[SensorDefinition]:
+    """The crash reconciler, and the stale-pipeline sensor when a pipeline has a freshness."""
+    sensors: list[SensorDefinition] = [
+        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status)
+    ]
+    if rules:
+        sensors.append(
+            build_stale_pipeline_sensor(
+                list(rules), resource.app_context, default_status=options.stale_sensor_status
+            )
+        )
+    return sensors
+
+
 def build_location(options: LocationOptions) -> Definitions:
     """Assets, jobs, schedules, sensors and the ``meltano`` resource of a Meltano project.
 
@@ -213,30 +277,15 @@ def build_location(options: LocationOptions) -> Definitions:
         for p in pipelines
     ]
     _check_unique_keys(built)
-    keys: dict[tuple[str, str], list[AssetKey]] = {}
-    rules: list[FreshnessRule] = []
-    for pipeline, definition in built:
-        pipeline_keys = list(definition.keys)
-        keys[(pipeline.extractor.name, pipeline.loader.name)] = pipeline_keys
-        max_age = freshness_of(pipeline, options.default_freshness_hours)
-        if max_age is not None:
-            rules.append(FreshnessRule(pipeline.id, tuple(pipeline_keys), max_age))
+    keys, rules = _keys_and_freshness(built, options.default_freshness_hours)
 
     stream_assets = [definition for _, definition in built]
     dbt = _dbt_target(project, options.dbt, stream_assets) if options.dbt is not None else None
     included = set(keys)
     jobs = _jobs_of(project, included)
     job_build = build_jobs(jobs, keys, RESOURCE_KEY, command_assets=dbt)
-    by_pair = {(p.extractor.name, p.loader.name): p for p in pipelines}
     schedules_in = _schedules_of(project, jobs, included)
-    legacy_jobs = {
-        (s.extract_load.extractor, s.extract_load.loader): pipeline_job(
-            by_pair[(s.extract_load.extractor, s.extract_load.loader)],
-            keys[(s.extract_load.extractor, s.extract_load.loader)],
-        )
-        for s in schedules_in
-        if s.extract_load is not None
-    }
+    legacy_jobs = _legacy_jobs(schedules_in, pipelines, keys)
     schedules = build_schedules(
         schedules_in,
         job_build.jobs,
@@ -244,30 +293,11 @@ def build_location(options: LocationOptions) -> Definitions:
         execution_timezone=options.execution_timezone,
         default_status=options.default_schedule_status,
     )
-
-    resource = MeltanoResource(
-        project_dir=str(settings.project_dir),
-        environment=env_name,
-        meltano_executable=options.resource.meltano_executable,
-        database_url=options.resource.database_url,
-        env=dict(options.resource.env),
-        timeout_seconds=options.resource.timeout_seconds,
-        full_refresh=options.resource.full_refresh,
-        state_strategy=options.resource.state_strategy,
-    )
-    sensors: list[SensorDefinition] = [
-        build_crash_reconciler_sensor(resource.app_context, default_status=options.crash_sensor_status)
-    ]
-    if rules:
-        sensors.append(
-            build_stale_pipeline_sensor(
-                rules, resource.app_context, default_status=options.stale_sensor_status
-            )
-        )
+    resource = _resource(options, settings, env_name)
     return Definitions(
         assets=[*stream_assets, *([dbt.assets] if dbt else []), *job_build.command_assets],
         jobs=[*job_build.jobs.values(), *legacy_jobs.values()],
         schedules=schedules,
-        sensors=sensors,
+        sensors=_sensors(options, resource, rules),
         resources={RESOURCE_KEY: resource},
     )

@@ -51,6 +51,11 @@ DAGSTER_SCHEDULE_TAG: Final = "dagster/schedule_name"
 DAGSTER_SENSOR_TAG: Final = "dagster/sensor_name"
 
 
+def extractor_pool(extractor: str) -> str:
+    """The Dagster concurrency pool of an extractor's pipelines."""
+    return f"meltano/{extractor}"
+
+
 def execution_record(execution_id: str) -> str:
     """The command that shows an execution's whole store record."""
     return f"flx-meltano execution {execution_id}"

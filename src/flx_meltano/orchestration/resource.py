@@ -27,7 +27,7 @@ from flx_meltano.application.liveness import RecordNotWritten
 from flx_meltano.application.reconcile import StateIdBusy
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
-from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
+from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.settings import Settings
 
@@ -164,18 +164,19 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         """A fresh application context for one run."""
         return AppContext(settings=self.settings(), env=dict(self.env))
 
-    def _options(
+    def _options(  # the one mapping of the resource and MeltanoRunConfig onto RunOptions
         self,
         context: AssetExecutionContext,
         streams: tuple[str, ...] | None,
         run_config: MeltanoRunConfig | None = None,
     ) -> run_use_case.RunOptions:
         run_config = run_config or MeltanoRunConfig()
+        strategy = run_config.state_strategy or self.state_strategy
         return run_use_case.RunOptions(
             streams=streams,
             trigger=_trigger(context.run.tags),
             full_refresh=run_config.full_refresh or self.full_refresh,
-            state_strategy=run_config.state_strategy or self.state_strategy,
+            state_strategy=StateStrategy.parse(strategy) if strategy else None,
             timeout_seconds=run_config.timeout_seconds or self.timeout_seconds,
             dagster_run_id=context.run.run_id,
             env=dict(run_config.env),
@@ -226,57 +227,66 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         assert execution is not None
         for warning in execution.warnings:
             context.log.warning(warning)
-        if execution.regression_warnings:
-            for stream, key in stream_keys.items():
-                if stream in execution.results:
-                    yield AssetObservation(
-                        asset_key=key,
-                        metadata={
-                            md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
-                            md.EXECUTION_ID: MetadataValue.text(execution.id),
-                            md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
-                        },
-                    )
-        missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
-        if execution.status is ExecutionStatus.SUCCEEDED and missing:
-            # The run did what it could, but streams asked for do not exist: the step must say so.
-            raise Failure(
-                description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
-                metadata={
-                    md.EXECUTION_ID: execution.id,
-                    md.MISSING_STREAMS: ", ".join(missing),
-                },
-            )
-        if execution.status is not ExecutionStatus.SUCCEEDED:
-            failed = [s for s, r in execution.results.items() if r.status is not StreamStatus.SUCCEEDED]
-            raise Failure(
-                description=f"{pipeline.id}: {execution.status}: {execution.error}",
-                metadata={
-                    md.EXECUTION_ID: execution.id,
-                    md.EXECUTION_RECORD: md.execution_record(execution.id),
-                    md.FAILED_PLUGIN: execution.failed_plugin or "",
-                    md.UNCONFIRMED_STREAMS: ", ".join(failed),
-                },
-            )
+        yield from _regression_observations(execution, stream_keys)
+        _fail_unless_complete(pipeline, execution)
 
     def run_command(
         self, context: AssetExecutionContext, command: Command, run_config: MeltanoRunConfig | None = None
     ) -> None:
         """Run a command block (e.g. ``dbt-postgres:run``) through meltano, logging line by line."""
         ctx = self.app_context()
-        observer = _DagsterLogObserver(context)
+        log = CollapsedLog(context)
         try:
-            run_use_case.run_command(ctx, command, self._options(context, None, run_config), observer)
+            options = self._options(context, None, run_config)
+            with closing(run_use_case.execute_command(ctx, command, options)) as updates:
+                for update in updates:
+                    if isinstance(update, run_use_case.LogUpdate):
+                        log(update.level, update.plugin, update.message)
         except run_use_case.CommandFailed as exc:
             raise Failure(description=str(exc)) from exc
         finally:
-            observer.log.flush()
+            log.flush()
             ctx.close()
 
 
-class _DagsterLogObserver(run_use_case.SilentObserver):
-    def __init__(self, context: AssetExecutionContext) -> None:
-        self.log = CollapsedLog(context)
+def _regression_observations(
+    execution: PipelineExecution, stream_keys: Mapping[str, AssetKey]
+) -> Iterator[AssetObservation]:
+    """An observation on each stream of a run whose state moved backwards (or was reset)."""
+    if not execution.regression_warnings:
+        return
+    for stream, key in stream_keys.items():
+        if stream in execution.results:
+            yield AssetObservation(
+                asset_key=key,
+                metadata={
+                    md.STATE_WARNINGS: MetadataValue.json(list(execution.regression_warnings)),
+                    md.EXECUTION_ID: MetadataValue.text(execution.id),
+                    md.EXECUTION_RECORD: MetadataValue.text(md.execution_record(execution.id)),
+                },
+            )
 
-    def on_log(self, level: str, plugin: str | None, message: str) -> None:
-        self.log(level, plugin, message)
+
+def _fail_unless_complete(pipeline: PipelineDefinition, execution: PipelineExecution) -> None:
+    """Fail the step when the run failed, or succeeded without streams that were asked for."""
+    missing = [s for s, r in execution.results.items() if r.status is StreamStatus.MISSING]
+    if execution.status is ExecutionStatus.SUCCEEDED and missing:
+        # The run did what it could, but streams asked for do not exist: the step must say so.
+        raise Failure(
+            description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
+            metadata={
+                md.EXECUTION_ID: execution.id,
+                md.MISSING_STREAMS: ", ".join(missing),
+            },
+        )
+    if execution.status is not ExecutionStatus.SUCCEEDED:
+        failed = [s for s, r in execution.results.items() if r.status is not StreamStatus.SUCCEEDED]
+        raise Failure(
+            description=f"{pipeline.id}: {execution.status}: {execution.error}",
+            metadata={
+                md.EXECUTION_ID: execution.id,
+                md.EXECUTION_RECORD: md.execution_record(execution.id),
+                md.FAILED_PLUGIN: execution.failed_plugin or "",
+                md.UNCONFIRMED_STREAMS: ", ".join(failed),
+            },
+        )

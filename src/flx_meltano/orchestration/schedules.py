@@ -19,7 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from flx_meltano.domain.project import Command, ExtractLoad, Job, PipelineDefinition, Schedule
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import meltano_command_asset
-from flx_meltano.orchestration.translator import dagster_name, tag_value
+from flx_meltano.orchestration.translator import dagster_name, pipeline_name, tag_value
 
 
 class CommandAssets(Protocol):
@@ -98,7 +98,7 @@ def build_jobs(
 def pipeline_job(pipeline: PipelineDefinition, keys: Sequence[AssetKey]) -> UnresolvedAssetJobDefinition:
     """A job running one pipeline (for legacy extractor/loader schedules)."""
     return define_asset_job(
-        name=dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}"),
+        name=pipeline_name(pipeline),
         selection=AssetSelection.assets(*keys),
         tags={md.TAG_STATE_ID: tag_value(pipeline.id)},
     )

@@ -21,6 +21,7 @@ from dagster import (
 
 from flx_meltano.application import commands, queries
 from flx_meltano.application.context import AppContext
+from flx_meltano.domain.specifications import IsStale
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.translator import tag_value
 
@@ -77,7 +78,7 @@ def build_stale_pipeline_sensor(
         requests = []
         for rule in rules:
             last = last_success.get(rule.pipeline_id)
-            if last is None or now - last > rule.max_age:
+            if IsStale(rule.max_age).since(last, now):
                 requests.append(
                     RunRequest(
                         run_key=stale_run_key(rule.pipeline_id, last),

@@ -35,6 +35,16 @@ def dagster_meta(plugin: Plugin) -> Mapping[str, Any]:
     return dagster if isinstance(dagster, Mapping) else {}
 
 
+def pipeline_meta(pipeline: PipelineDefinition) -> dict[str, Any]:
+    """``meta.dagster`` of a pipeline: the extractor's, then the loader's (which wins)."""
+    return {**dagster_meta(pipeline.extractor), **dagster_meta(pipeline.loader)}
+
+
+def pipeline_name(pipeline: PipelineDefinition) -> str:
+    """The Dagster name of a pipeline's op, job and default group: ``<extractor>_to_<loader>``."""
+    return dagster_name(f"{pipeline.extractor.name}_to_{pipeline.loader.name}")
+
+
 @dataclass(frozen=True)
 class MeltanoStream:
     """One selected stream of one extract-load pipeline: what the translator maps to an asset."""
@@ -60,7 +70,7 @@ class MeltanoStream:
 
     def meta(self) -> dict[str, Any]:
         """The extractor's dagster meta, with the loader's on top."""
-        return {**dagster_meta(self.pipeline.extractor), **dagster_meta(self.pipeline.loader)}
+        return pipeline_meta(self.pipeline)
 
 
 class DagsterMeltanoTranslator:
@@ -90,7 +100,7 @@ class DagsterMeltanoTranslator:
         group = stream.meta().get("group_name")
         if isinstance(group, str) and group:
             return dagster_name(group)
-        return dagster_name(f"{stream.pipeline.extractor.name}_to_{stream.pipeline.loader.name}")
+        return pipeline_name(stream.pipeline)
 
     def get_kinds(self, stream: MeltanoStream) -> set[str]:
         """``meltano``, ``singer`` and the loader's kind (``postgres`` for target-postgres,

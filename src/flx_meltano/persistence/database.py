@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine, make_url
 
 from flx_meltano.persistence import embedded
 from flx_meltano.persistence.errors import InvalidStoreUrl, StoreUnreachable
+from flx_meltano.persistence.tables import SCHEMA
 from flx_meltano.settings import ProjectNotFound, Settings
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-SCHEMA = "flx"
 # The newest migration; a test checks it against Alembic's head. Knowing it here lets every
 # process check its store with one query, without importing Alembic (0.4 s) unless it migrates.
 HEAD_REVISION = "0005"

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.engine import Engine
 
-from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.persistence.execution_repository import NEWEST_FIRST
 from flx_meltano.persistence.tables import executions, stream_results
 from flx_meltano.persistence.tables import pipelines as pipelines_table
@@ -72,9 +72,7 @@ NEWEST_EXECUTIONS_SEARCHED = 100
 
 def _bucket(value: sa.ColumnElement[Any], bounds: Sequence[float]) -> sa.ColumnElement[Any]:
     """The index of the first bound ``value`` is at or below (``len(bounds)`` above them all)."""
-    return sa.case(
-        *((value <= bound, i) for i, bound in enumerate(bounds)), else_=len(bounds)
-    )
+    return sa.case(*((value <= bound, i) for i, bound in enumerate(bounds)), else_=len(bounds))
 
 
 class _HistogramCounts:
@@ -189,7 +187,7 @@ def read_figures(engine: Engine, duration_bounds: Sequence[float]) -> StoreFigur
             results = of_stream.results_by_status
             results[row.status] = results.get(row.status, 0) + row.n
             of_stream.records_loaded += int(row.records or 0)
-            if row.status == "SUCCEEDED":
+            if StreamStatus(row.status) is StreamStatus.SUCCEEDED:
                 of_stream.last_success = _latest(of_stream.last_success, row.finished)
             durations = stream_durations.setdefault(key, _HistogramCounts(duration_bounds))
             durations.add(row.bucket, row.n, row.total)

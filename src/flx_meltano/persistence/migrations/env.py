@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from flx_meltano.persistence.database import SCHEMA
+from flx_meltano.persistence.tables import SCHEMA
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable through the alembic CLI

@@ -19,9 +19,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Unknown counts have no honest value in the old schema: refuse rather than invent zeros.
-    unknown = op.get_bind().execute(
-        sa.text("SELECT count(*) FROM flx.stream_results WHERE records IS NULL")
-    ).scalar()
+    unknown = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM flx.stream_results WHERE records IS NULL"))
+        .scalar()
+    )
     if unknown:
         raise RuntimeError(f"{unknown} stream results have unknown record counts; 0001 cannot hold them")
     op.alter_column("stream_results", "records", existing_type=sa.BigInteger, nullable=False, schema=SCHEMA)
