@@ -238,7 +238,7 @@ def test_stale_sensor_requests_once_per_staleness(meltano_sandbox, default_store
     ]
 
 
-def test_crash_reconciler_marks_executions_whose_dagster_run_is_gone(meltano_sandbox, default_store_url):
+def test_crash_reconciler_decides_by_the_lease_not_by_dagsters_run_status(meltano_sandbox, default_store_url):
     ctx = meltano_sandbox.context(default_store_url)
     [files] = resolve(ctx.project, "dev:tap-shopsim-to-target-jsonlines")
     [warehouse] = resolve(ctx.project, "dev:tap-shopsim-to-target-postgres")
@@ -250,17 +250,43 @@ def test_crash_reconciler_marks_executions_whose_dagster_run_is_gone(meltano_san
         instance.report_run_failed(gone)
         queued = instance.create_run_for_job(job_def=job, run_id=str(uuid.uuid4()))
         assert instance.get_run_by_id(queued.run_id).status == DagsterRunStatus.NOT_STARTED
-        dead_execution, _ = open_execution(ctx, files.pipeline, RunOptions(dagster_run_id=gone.run_id))
-        live_execution, _ = open_execution(ctx, warehouse.pipeline, RunOptions(dagster_run_id=queued.run_id))
-        # Runners on another host: only Dagster can tell whether they live.
-        _move_runner(default_store_url, [dead_execution.id, live_execution.id])
+        # Its runner stopped heartbeating 10 minutes ago: dead, whatever Dagster says.
+        dead_execution, _ = open_execution(ctx, files.pipeline, RunOptions(dagster_run_id=queued.run_id))
+        # Its Dagster run FAILED (a killed run worker) but its step still heartbeats: it loads on.
+        orphan, _ = open_execution(ctx, warehouse.pipeline, RunOptions(dagster_run_id=gone.run_id))
+        # A runner that predates leases: only Dagster can tell, and its run is gone.
+        legacy, _ = open_execution(ctx, files.pipeline, RunOptions(dagster_run_id=gone.run_id, force=True))
+        # Runners on another host: only the lease tells whether they live.
+        _move_runner(default_store_url, [dead_execution.id, orphan.id, legacy.id])
+        _set_lease(default_store_url, dead_execution.id, heartbeat_age_seconds=600, lease_seconds=60)
+        _set_lease(default_store_url, legacy.id, heartbeat_age_seconds=600, lease_seconds=None)
         result = sensor.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
     assert dead_execution.id in (result.skip_message or "")
-    assert live_execution.id not in (result.skip_message or "")
+    assert orphan.id not in (result.skip_message or "")
     crashed = queries.get_execution(ctx, dead_execution.id)
     assert crashed.status is ExecutionStatus.CRASHED
-    assert gone.run_id in (crashed.error or "")
-    assert queries.get_execution(ctx, live_execution.id).status is ExecutionStatus.RUNNING
+    assert "no heartbeat for" in (crashed.error or "")
+    assert queries.get_execution(ctx, orphan.id).status is ExecutionStatus.RUNNING
+    legacy_closed = queries.get_execution(ctx, legacy.id)
+    assert legacy_closed.status is ExecutionStatus.CRASHED
+    assert gone.run_id in (legacy_closed.error or "")
+
+
+def _set_lease(
+    store_url: str, execution_id: str, *, heartbeat_age_seconds: float, lease_seconds: float | None
+) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE flx.executions SET lease_seconds = :lease, "
+                "heartbeat_at = now() - make_interval(secs => :age) WHERE id = :id"
+            ),
+            {"lease": lease_seconds, "age": heartbeat_age_seconds, "id": execution_id},
+        )
+    engine.dispose()
 
 
 def test_crash_reconciler_marks_executions_whose_local_runner_died(meltano_sandbox, default_store_url):

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from flx_meltano.application import queries
-from flx_meltano.domain.values import ExecutionStatus
+from flx_meltano.application import reconcile as reconcile_module
+from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.reconcile import StateIdBusy
+from flx_meltano.application.run import ExecutionUpdate, LogUpdate, RunOptions, execute_pipeline
+from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.run_events import LogRecord
+from flx_meltano.persistence import database
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 REPO = Path(__file__).resolve().parents[1]
@@ -342,3 +349,305 @@ def test_cancel_under_load_returns_only_when_every_process_of_the_load_is_gone(
         list(events)  # the output ends with the load
     finally:
         run.cancel()
+
+
+# --- one load per state id, with Meltano's guard as a second line --------------------------------
+
+
+def meltano_run_row(ctx: Any, run_id: str, heartbeat_age_seconds: float) -> None:
+    """A RUNNING row in Meltano's system database, as a run that is (or was) loading leaves it."""
+    from datetime import UTC, datetime, timedelta
+
+    from meltano.core.job.job import Job, State
+
+    ctx.state_store.runs(FILES_PIPELINE)  # creates Meltano's system database if it has none yet
+    session = ctx.state_store._state_service().session
+    beat = datetime.now(UTC) - timedelta(seconds=heartbeat_age_seconds)
+    session.add(
+        Job(
+            job_name=FILES_PIPELINE,
+            run_id=uuid.UUID(run_id),
+            state=State.RUNNING,
+            started_at=beat - timedelta(seconds=5),
+            last_heartbeat_at=beat,
+        )
+    )
+    session.commit()
+
+
+def run_collecting_logs(ctx: Any, options: RunOptions | None = None) -> tuple[Any, list[str]]:
+    [step] = resolve(ctx.project, FILES_PIPELINE)
+    assert step.pipeline is not None
+    lines: list[str] = []
+    execution = None
+    for update in execute_pipeline(ctx, step.pipeline, options or RunOptions()):
+        if isinstance(update, LogUpdate):
+            lines.append(update.message)
+        elif isinstance(update, ExecutionUpdate):
+            execution = update.execution
+    return execution, lines
+
+
+FORCED = "Force option is enabled"  # what meltano logs when it runs with --force
+
+
+def test_meltano_is_forced_only_past_a_dead_run_of_the_state_id(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    # No other run of the state id: Meltano's own guard stays on.
+    execution, lines = run_collecting_logs(ctx)
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert not any(FORCED in line for line in lines)
+    # A run killed with its meltano (no heartbeat for a minute) left its row RUNNING: Meltano would
+    # refuse the state id for 5 minutes; flx establishes that run is dead and forces past it.
+    meltano_run_row(ctx, str(uuid.uuid4()), heartbeat_age_seconds=60)
+    execution, lines = run_collecting_logs(ctx)
+    assert execution.status is ExecutionStatus.SUCCEEDED, execution.error
+    assert any(FORCED in line for line in lines)
+    assert_every_record_once(meltano_sandbox.output)
+
+
+def test_a_live_load_of_the_state_id_is_refused_by_name(meltano_sandbox, default_store_url):
+    ctx = meltano_sandbox.context(default_store_url)
+    live = str(uuid.uuid4())
+    meltano_run_row(ctx, live, heartbeat_age_seconds=0)
+    # Another process's load holds the extractor's lock as that run.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from flx_meltano.integration.load_lock import PluginLock\n"
+            "PluginLock.acquire(sys.argv[1], 'tap-shopsim').take(holder=sys.argv[2])\n"
+            "print('held', flush=True)\n"
+            "time.sleep(120)\n",
+            str(REPO),
+            live,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(StateIdBusy) as refused:
+            run_collecting_logs(ctx)
+        took = time.monotonic() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    message = str(refused.value)
+    assert f"state id {FILES_PIPELINE}" in message
+    assert live in message
+    assert took < 60, "the run waited behind the live load instead of refusing"
+    assert not meltano_sandbox.output.exists() or not list(meltano_sandbox.output.iterdir())
+    # A bare meltano run of the state id elsewhere, heartbeating, without flx's lock: refused too.
+    execution_before = len(queries.execution_history(ctx, pipeline=FILES_PIPELINE))
+    session = ctx.state_store._state_service().session
+    session.execute(sa.text("UPDATE runs SET state = 'SUCCESS' WHERE state = 'RUNNING'"))
+    session.commit()
+    meltano_run_row(ctx, str(uuid.uuid4()), heartbeat_age_seconds=0)
+    with pytest.raises(StateIdBusy, match=f"state id {FILES_PIPELINE}.*heartbeat"):
+        run_collecting_logs(ctx)
+    assert len(queries.execution_history(ctx, pipeline=FILES_PIPELINE)) == execution_before + 1
+
+
+# --- the store goes away while meltano runs -------------------------------------------------------
+
+STORE_CTL = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from flx_meltano.persistence import embedded\n"
+    "data = Path(sys.argv[2])\n"
+    "print(embedded.start(data).url() if sys.argv[1] == 'start' else embedded.stop(data))\n"
+)
+OUTAGE_LINE = "is unreachable"
+
+
+def store_ctl(action: str, data: Path) -> str:
+    """Start or stop the embedded server of ``data`` from another process (as the CLI does)."""
+    done = subprocess.run(
+        [sys.executable, "-c", STORE_CTL, action, str(data)], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def own_store(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """An embedded store of this test alone (a temporary project's server): it may be stopped."""
+    data = tmp_path / "pgdata"
+    url = store_ctl("start", data)
+    database.ready_engine(url)
+    try:
+        yield data, url
+    finally:
+        database.engine_for(url).dispose()
+        store_ctl("stop", data)
+
+
+def outage_env(meltano_sandbox: Any, url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **meltano_sandbox.env,
+        "FLX_DATABASE_URL": url,
+        "FLX_PROJECT_DIR": str(REPO),
+        "FLX_HEARTBEAT_SECONDS": "1",
+        "COLUMNS": "2000",  # the progress display's lines unwrapped: one message, one line
+        **extra,
+    }
+
+
+def start_plain_run(env: dict[str, str], tag: str, load: str, **extra: str) -> subprocess.Popen[str]:
+    """``flx-meltano run`` as people run it (progress and warnings on the terminal)."""
+    return subprocess.Popen(
+        [FLX, "run", FILES_PIPELINE],
+        cwd=REPO,
+        env={**env, LOAD: f"{tag}-{load}", **extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def assert_record_matches_output(execution: Any, ctx: Any, output: Path, *, counts_known: bool) -> None:
+    """Per stream: the count is the output file's lines (or unknown), the bookmark Meltano's."""
+    state = ctx.state_store.get(FILES_PIPELINE)
+    assert state is not None
+    assert execution.state_after == state.payload()
+    for stream in STREAM_KEYS:
+        result = execution.results[stream]
+        lines = len((output / f"{stream}.jsonl").read_text().splitlines())
+        assert result.records == (lines if counts_known else None), stream
+        assert result.bookmark == (state.bookmarks.get(stream) or None), stream
+
+
+def rerun_resumes(env: dict[str, str], meltano_sandbox: Any) -> None:
+    rerun = flx(env, "run", FILES_PIPELINE, "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert_every_record_once(meltano_sandbox.output)
+
+
+def test_store_stopped_mid_run_and_back_the_record_is_true(meltano_sandbox, own_store, tmp_path):
+    data, url = own_store
+    env = outage_env(meltano_sandbox, url, FLX_STORE_RETRY_SECONDS="120")
+    lifetimes = Lifetimes(tag=tmp_path.name)
+    with lifetimes.watching():
+        run = start_plain_run(env, lifetimes.tag, "first", **SLOW_TAP)
+        lifetimes.wait_for_tap("first", run)
+        time.sleep(1.0)
+        store_ctl("stop", data)
+        time.sleep(2.0)  # streams are confirmed while the store is away
+        store_ctl("start", data)
+        out, err = run.communicate(timeout=180)
+        ended = time.monotonic()
+        lifetimes.wait_gone("first", ended)
+    text = " ".join((out + err).split())
+    assert run.returncode == 0, (out, err)
+    assert "Traceback" not in out + err
+    assert text.count(OUTAGE_LINE) == 1, text
+    ctx = meltano_sandbox.context(url)
+    execution = the_execution(ctx)
+    assert execution.status is ExecutionStatus.SUCCEEDED, execution.error
+    assert_record_matches_output(execution, ctx, meltano_sandbox.output, counts_known=True)
+    rerun_resumes(env, meltano_sandbox)
+
+
+def test_store_stopped_beyond_the_end_of_the_run_reconcile_completes_it(meltano_sandbox, own_store, tmp_path):
+    data, url = own_store
+    env = outage_env(meltano_sandbox, url, FLX_STORE_RETRY_SECONDS="2", FLX_LEASE_SECONDS="5")
+    ctx = meltano_sandbox.context(url)
+    lifetimes = Lifetimes(tag=tmp_path.name)
+    with lifetimes.watching():
+        run = start_plain_run(env, lifetimes.tag, "first", **SLOW_TAP)
+        lifetimes.wait_for_tap("first", run)
+        opened = the_execution(ctx)
+        time.sleep(1.0)
+        store_ctl("stop", data)
+        out, err = run.communicate(timeout=180)
+        lifetimes.wait_gone("first", time.monotonic())
+    assert run.returncode == 1, (out, err)
+    assert "Traceback" not in out + err
+    text = " ".join((out + err).split())
+    assert text.count(OUTAGE_LINE) == 1, text
+    assert text.count("error:") == 1, text
+    assert "stayed unreachable for 2s" in text
+    assert "reconcile" in text
+    store_ctl("start", data)
+    stored = queries.get_execution(ctx, opened.id)
+    assert stored.status is ExecutionStatus.RUNNING  # what the runner could not write
+    with ctx.unit_of_work() as uow:
+        assert stored.lease_expired(uow.executions.now())
+    reconciled = flx(env, "reconcile", "--json")
+    assert reconciled.returncode == 0, reconciled.stderr
+    execution = queries.get_execution(ctx, opened.id)
+    # Meltano's run succeeded: the record says so, from Meltano's state, counts unknown.
+    assert execution.status is ExecutionStatus.SUCCEEDED, execution.error
+    assert any("recorded by crash reconciliation" in w for w in execution.warnings)
+    assert_record_matches_output(execution, ctx, meltano_sandbox.output, counts_known=False)
+    rerun_resumes(env, meltano_sandbox)
+
+
+def test_reconcile_during_a_live_load_leaves_it_running(
+    meltano_sandbox, default_store_url, fault_env, tmp_path, monkeypatch
+):
+    ctx = meltano_sandbox.context(default_store_url)
+    lifetimes = Lifetimes(tag=tmp_path.name)
+    with lifetimes.watching():
+        run = start_run(fault_env, lifetimes.tag, "first", **SLOW_TAP)
+        lifetimes.wait_for_tap("first", run)
+        time.sleep(1.0)
+        reconciled = flx(fault_env, "reconcile", "--json")
+        assert reconciled.returncode == 0, reconciled.stderr
+        assert json.loads(reconciled.stdout) == {"crashed": []}
+        # From another host only the lease can tell: it is fresh.
+        monkeypatch.setattr(reconcile_module, "this_host", lambda: "another-host")
+        assert reconcile_module.reconcile(ctx) == []
+        assert the_execution(ctx).status is ExecutionStatus.RUNNING
+        out, err = run.communicate(timeout=180)
+    assert run.returncode == 0, (out, err)
+    execution = the_execution(ctx)
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert_record_matches_output(execution, ctx, meltano_sandbox.output, counts_known=True)
+    assert_every_record_once(meltano_sandbox.output)
+
+
+def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after(
+    meltano_sandbox, default_store_url, fault_env, tmp_path
+):
+    ctx = meltano_sandbox.context(default_store_url)
+    lifetimes = Lifetimes(tag=tmp_path.name)
+    with lifetimes.watching():
+        run = start_run(fault_env, lifetimes.tag, "first", **SLOW_TAP)
+        lifetimes.wait_for_tap("first", run)
+        deadline = time.monotonic() + 120
+        while ctx.state_store.get(FILES_PIPELINE) is None:  # killed once the load saved some state
+            assert run.poll() is None, "the run ended before it saved any state"
+            assert time.monotonic() < deadline, "the load saved no state"
+            time.sleep(0.2)
+        killed = time.monotonic()
+        run.kill()
+        run.communicate(timeout=60)
+        assert lifetimes.wait_gone("first", killed) < GONE_WITHIN_SECONDS
+    reconciled = flx(fault_env, "reconcile", "--json")
+    assert reconciled.returncode == 0, reconciled.stderr
+    execution = the_execution(ctx)
+    assert execution.status is ExecutionStatus.CRASHED
+    assert "is gone and its load ended" in (execution.error or "")
+    state = ctx.state_store.get(FILES_PIPELINE)
+    assert state is not None
+    assert state.bookmarks, "the killed load had saved some state"
+    assert execution.state_after == state.payload()
+    unconfirmed = 0
+    for stream in STREAM_KEYS:
+        result = execution.results[stream]
+        assert result.bookmark == (state.bookmarks.get(stream) or None), stream
+        if result.status is StreamStatus.SUCCEEDED:  # confirmed by the runner before it died
+            lines = (meltano_sandbox.output / f"{stream}.jsonl").read_text().splitlines()
+            assert result.records == len(lines), stream
+        else:  # completed by the reconciler: nobody saw the count
+            assert result.records is None, stream
+            unconfirmed += 1
+    assert unconfirmed, "the runner was killed before the end: some streams were never confirmed"
+    rerun_resumes(fault_env, meltano_sandbox)

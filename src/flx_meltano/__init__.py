@@ -21,6 +21,7 @@ _EXPORTS = {
     "plugins": "flx_meltano.api",
     "plugin_config": "flx_meltano.api",
     "cancel": "flx_meltano.api",
+    "reconcile": "flx_meltano.api",
     "doctor": "flx_meltano.api",
     "logs": "flx_meltano.api",
     "follow_logs": "flx_meltano.api",

@@ -80,6 +80,13 @@ def cancel(execution_id: str, *, settings: Settings | None = None) -> str:
         return commands.cancel_execution(ctx, execution_id)
 
 
+def reconcile(*, settings: Settings | None = None) -> list[PipelineExecution]:
+    """Complete every running execution whose load is dead (its lease ran out, or its runner and
+    load are gone on this host) from what Meltano kept; returns the executions it closed."""
+    with open_context(settings) as ctx:
+        return commands.reconcile_crashed(ctx)
+
+
 def doctor(*, settings: Settings | None = None) -> list[Check]:
     """Check the project, plugin installs, meltano and the store."""
     return run_doctor(settings or Settings())

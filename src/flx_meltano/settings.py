@@ -60,6 +60,11 @@ class Settings(BaseSettings):
             log says how much was dropped (``FLX_LOG_MAX_BYTES``).
         log_retention_days: ``flx-meltano logs prune`` deletes the logs of executions that ended
             longer ago than this (``FLX_LOG_RETENTION_DAYS``).
+        heartbeat_seconds: how often a runner renews its execution's lease while meltano runs.
+        lease_seconds: how long an execution stays alive without a heartbeat; after that the crash
+            reconciler may close it (from any host). Keep it well above ``heartbeat_seconds``.
+        store_retry_seconds: when the store is unreachable as a run ends, how long the runner keeps
+            retrying to write the record before it leaves the execution to the reconciler.
     """
 
     model_config = SettingsConfigDict(env_prefix="FLX_", extra="ignore")
@@ -70,6 +75,9 @@ class Settings(BaseSettings):
     meltano_executable: str = Field(default_factory=default_meltano_executable)
     log_max_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
     log_retention_days: float = Field(default=30, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    store_retry_seconds: float = Field(default=120.0, ge=0)
 
     def require_project(self) -> Path:
         """The project directory; ProjectNotFound unless it holds a meltano.yml.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from flx_meltano.application import reconcile
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import Trigger
@@ -64,25 +65,10 @@ def mark_crashed(ctx: AppContext, execution_id: str, reason: str) -> PipelineExe
 def reconcile_crashed(
     ctx: AppContext, dagster_run_alive: Callable[[str], bool] | None = None
 ) -> list[PipelineExecution]:
-    """Mark CRASHED every RUNNING execution whose runner is gone.
+    """Complete every RUNNING execution whose load is dead, from what Meltano kept (``reconcile``).
 
-    A Dagster-launched execution is alive while ``dagster_run_alive(run_id)`` says so (the
-    orchestration layer asks Dagster); any other one while its runner pid lives on this host.
-    Executions of other hosts without a Dagster run are left alone: only their host can tell.
+    Dead means its runner's lease ran out (any host), or, on the runner's own host, the runner
+    process and every process of its load are gone. ``dagster_run_alive(run_id)`` is asked only
+    about executions without a lease (their runners predate leases).
     """
-    with ctx.unit_of_work() as uow:
-        active = uow.executions.active()
-    crashed: list[PipelineExecution] = []
-    for execution in active:
-        local_runner = execution.runner_host == this_host() and execution.runner_pid is not None
-        if local_runner and not process_alive(execution.runner_pid or 0):
-            # A killed run worker can leave Dagster believing the run is STARTED: trust the pid.
-            why = f"runner process {execution.runner_pid} on {execution.runner_host} is gone"
-        elif execution.dagster_run_id and dagster_run_alive is not None:
-            if dagster_run_alive(execution.dagster_run_id):
-                continue
-            why = f"Dagster run {execution.dagster_run_id} is no longer running"
-        else:
-            continue
-        crashed.append(mark_crashed(ctx, execution.id, why))
-    return crashed
+    return reconcile.reconcile(ctx, dagster_run_alive)

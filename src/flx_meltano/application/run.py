@@ -10,8 +10,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.liveness import (
+    Heartbeat,
+    RecordNotWritten,
+    StoreOutage,
+    persist_retrying,
+    try_save,
+)
 from flx_meltano.application.log_keeper import LogKeeper, closing_line
 from flx_meltano.application.pipelines import Step, aggregate, resolve
+from flx_meltano.application.reconcile import guard_state_id, refuse_if_loading
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.errors import InvalidOption
@@ -25,6 +33,8 @@ from flx_meltano.integration.launcher import MeltanoRun, RunRequest
 from flx_meltano.integration.processes import this_host, this_pid
 from flx_meltano.integration.run_events import BlockCompleted, LogRecord
 from flx_meltano.integration.translator import ExecutionTracker, StreamConfirmed, StreamProgress
+from flx_meltano.persistence import database
+from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +115,7 @@ def open_execution(
             state_before=before,
             runner_host=this_host(),
             runner_pid=this_pid(),
+            lease_seconds=ctx.settings.lease_seconds,
         )
         uow.executions.save(execution)
         uow.commit()
@@ -225,7 +236,9 @@ def _run_pipeline(
     except BaseException:
         run.abort()
         raise
-    opened = _OpenRun(ctx, definition, execution, state_before, options, redact)
+    outage = StoreOutage(database.redact_url(ctx.location.store_url))
+    heartbeat = Heartbeat(ctx, execution.id, ctx.settings.heartbeat_seconds, outage).start()
+    opened = _OpenRun(ctx, definition, execution, state_before, options, redact, outage=outage)
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
     try:
         yield ExecutionUpdate(execution)
@@ -237,6 +250,10 @@ def _run_pipeline(
             timed_out=run.timed_out,
             exit_code=run.returncode,
         )
+    except RecordNotWritten:
+        # The load ended, its outcome is in memory only: the lease and the reconciler take over.
+        heartbeat.stop()
+        raise
     except Exception as exc:
         # flx itself failed (meltano could not start; the state backend or the store failed):
         # that is a failure of the execution, not a cancellation.
@@ -249,6 +266,8 @@ def _run_pipeline(
         run.cancel()
         _close_after_exception(opened, exc, cancelled=True)
         raise
+    finally:
+        heartbeat.stop()
     yield ExecutionUpdate(execution)
 
 
@@ -269,26 +288,35 @@ def _tracker(opened: _OpenRun) -> ExecutionTracker:
 def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, None]:
     """Start the spawned run; translate its events into updates, recording each confirmed stream."""
     ctx, definition, execution, redact = opened.ctx, opened.definition, opened.execution, opened.redact
-    tracker = opened.tracker
+    tracker, outage, options = opened.tracker, opened.outage, opened.options
     assert tracker is not None
+    assert outage is not None
+    retry_seconds = ctx.settings.store_retry_seconds
     waits: list[str] = []
-    with ctx.unit_of_work() as uow:
-        events = run.start(on_wait=waits.append).events()
-        for message in waits:
-            yield LogUpdate("info", None, message)
-        for event in events:
-            if isinstance(event, LogRecord):
-                yield LogUpdate(event.level, event.plugin, redact(event.message))
-            elif isinstance(event, BlockCompleted) and not event.success:
-                yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
-            for note in tracker.feed(event):
-                if isinstance(note, StreamProgress):
-                    yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
-                elif isinstance(note, StreamConfirmed):
-                    execution.record_stream(note.result, at=_now())
-                    uow.executions.save(execution)
-                    uow.commit()
-                    yield StreamUpdate(execution, note.result)
+    events = run.start(
+        on_wait=waits.append,
+        # One load per state id: refuse rather than queue behind a live load of it, and pass
+        # Meltano's --force only once its previous runs are established dead.
+        on_held=None if options.force else lambda holder: refuse_if_loading(ctx, execution, holder),
+        decide_force=lambda: guard_state_id(ctx, execution),
+    ).events()
+    for message in waits:
+        yield LogUpdate("info", None, message)
+    for event in events:
+        if isinstance(event, LogRecord):
+            yield LogUpdate(event.level, event.plugin, redact(event.message))
+        elif isinstance(event, BlockCompleted) and not event.success:
+            yield LogUpdate("error", None, redact(f"block failed: {event.error}"))
+        for note in tracker.feed(event):
+            if isinstance(note, StreamProgress):
+                yield ProgressUpdate(definition.id, note.stream, note.extracted, note.loaded)
+            elif isinstance(note, StreamConfirmed):
+                execution.record_stream(note.result, at=_now())
+                # A store outage does not stop the load: the result waits in memory.
+                try_save(ctx, execution, outage)
+                yield StreamUpdate(execution, note.result)
+        if (line := outage.announcement(retry_seconds)) is not None:
+            yield LogUpdate("warning", None, line)
 
 
 def _run_request(
@@ -321,9 +349,9 @@ def _run_request(
         select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
         full_refresh=options.full_refresh,
         state_strategy=options.state_strategy,
-        # flx already guarantees one execution per state id; Meltano's own stale-job check
-        # would refuse a run that a crashed predecessor left behind.
-        force=True,
+        # Meltano's --force is decided at start (guard_state_id): only once every previous run of
+        # the state id is established dead, so Meltano's own guard stays a second line.
+        force=False,
         timeout_seconds=options.timeout_seconds,
         env=env,
         exclusive=(definition.extractor.name,),
@@ -359,6 +387,7 @@ class _OpenRun:
     options: RunOptions
     redact: Redactor
     tracker: ExecutionTracker | None = None
+    outage: StoreOutage | None = None
 
 
 def _close(
@@ -385,40 +414,45 @@ def _close(
     if tracker is not None:
         warnings += tracker.warnings()
     now = _now()
-    with ctx.unit_of_work() as uow:
-        if not succeeded and tracker is not None:
-            for result in tracker.unconfirmed_results():
-                execution.record_stream(result, at=now)
-        after = (
-            snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
-            if state_after is not None
-            else None
+    # Decided in memory first, then stored (riding out a store outage).
+    if not succeeded and tracker is not None:
+        for result in tracker.unconfirmed_results():
+            execution.record_stream(result, at=now)
+    if cancelled:
+        execution.cancel(at=now, reason=CANCELLED_REASON, state_after=None)
+    elif succeeded:
+        execution.succeed(at=now, state_after=None, warnings=warnings)
+    else:
+        if error is None and timed_out:
+            error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
+        elif error is None and outcome is not None and outcome.error:
+            error = with_tail(outcome.error, outcome.failed_plugin, outcome.error_lines)
+            if outcome.failed_plugin is None and tracker is not None:
+                blamed, hint = blame_setting(opened, tracker.meltano_errors)
+                if blamed is not None:
+                    failed_plugin, error = blamed, f"{error} ({hint})"
+        elif error is None:
+            error = f"meltano exited with code {exit_code} without reporting the block's result"
+        execution.fail(
+            redact(error),
+            at=now,
+            failed_plugin=failed_plugin or (outcome.failed_plugin if outcome else None),
+            exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
+            state_after=None,
+            warnings=warnings,
         )
-        if cancelled:
-            execution.cancel(at=now, reason=CANCELLED_REASON, state_after=after)
-        elif succeeded:
-            execution.succeed(at=now, state_after=after, warnings=warnings)
-        else:
-            if error is None and timed_out:
-                error = f"timed out after {options.timeout_seconds:g}s; meltano and its plugins were stopped"
-            elif error is None and outcome is not None and outcome.error:
-                error = with_tail(outcome.error, outcome.failed_plugin, outcome.error_lines)
-                if outcome.failed_plugin is None and tracker is not None:
-                    blamed, hint = blame_setting(opened, tracker.meltano_errors)
-                    if blamed is not None:
-                        failed_plugin, error = blamed, f"{error} ({hint})"
-            elif error is None:
-                error = f"meltano exited with code {exit_code} without reporting the block's result"
-            execution.fail(
-                redact(error),
-                at=now,
-                failed_plugin=failed_plugin or (outcome.failed_plugin if outcome else None),
-                exit_code=outcome.exit_code if outcome and outcome.exit_code is not None else exit_code,
-                state_after=after,
-                warnings=warnings,
+
+    def write(uow: SqlUnitOfWork) -> None:
+        # The state after by reference: the snapshot is stored in the same transaction (again on
+        # each try: a failed try rolled it back and persist() put the close event back as it was).
+        if state_after is not None:
+            execution.refer_state_after(
+                snapshot_if_changed(uow, definition.id, state_after, SnapshotReason.POST_RUN, execution.id)
             )
         uow.executions.save(execution)
-        uow.commit()
+
+    outage = opened.outage or StoreOutage(database.redact_url(ctx.location.store_url))
+    persist_retrying(ctx, execution, write, outage, ctx.settings.store_retry_seconds if opened.outage else 0)
 
 
 MAX_ERROR_CHARS = 4000

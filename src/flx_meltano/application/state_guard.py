@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flx_meltano.domain.execution import REGRESSION_WARNING
 from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
+from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
@@ -24,6 +25,16 @@ def snapshot_if_changed(
     return uow.snapshots.add(
         state_id, state, reason=reason, at=datetime.now(UTC), execution_id=execution_id
     ).ref
+
+
+def state_of(uow: SqlUnitOfWork, ref: StateRef | None) -> SingerState | None:
+    """The state a reference names; None without one, or when its snapshot was pruned since."""
+    if ref is None:
+        return None
+    try:
+        return uow.snapshots.get(ref.snapshot_id).state
+    except NotFound:
+        return None
 
 
 def regression_warnings(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flx_meltano.application.context import AppContext
-from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
+from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed, state_of
 from flx_meltano.domain.errors import InvalidState
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.meltano_runs import MeltanoRunRecord, MeltanoRunStatus, state_before
@@ -201,9 +201,7 @@ def _close_followed(
     if not execution.status.is_active:
         return None
     where = f"Meltano run {record.run_id} of {record.state_id}"
-    before = (
-        uow.snapshots.get(execution.state_before.snapshot_id).state if execution.state_before else None
-    )
+    before = state_of(uow, execution.state_before)
     _close_with_state(uow, execution, record, before, where)
     uow.executions.save(execution)
     return execution

@@ -94,13 +94,18 @@ def cancel(
 
 
 def reconcile(as_json: JsonOption = False) -> None:
-    """Mark CRASHED every RUNNING execution whose runner process is gone."""
+    """Close every RUNNING execution whose load is dead (its lease ran out, or its runner and load
+    are gone on this host), completing its record from Meltano's state."""
     with app_context() as ctx:
         crashed = commands.reconcile_crashed(ctx)
     if as_json:
         print_json({"crashed": [as_dict(e) for e in crashed]})
     else:
-        console.print(f"{len(crashed)} execution(s) marked CRASHED" + "".join(f"\n  {e.id}" for e in crashed))
+        console.print(
+            f"{len(crashed)} execution(s) of dead loads closed"
+            + "".join(f"\n  {e.id} {e.status}" for e in crashed),
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

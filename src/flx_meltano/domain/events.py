@@ -92,6 +92,7 @@ class ExecutionStarted(ExecutionEvent):
     state_before: StateRef | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    lease_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class ExecutionCrashed(ExecutionEvent):
     """The process running the execution died without closing it."""
 
     reason: str
+    state_after: StateRef | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +53,10 @@ class PipelineExecution:
     dagster_run_id: str | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    # The runner's lease: it heartbeats while meltano runs; the execution is alive while the last
+    # heartbeat is younger than lease_seconds (None: an older runner without a lease).
+    lease_seconds: float | None = None
+    heartbeat_at: datetime | None = None
     state_before: StateRef | None = None
     state_after: StateRef | None = None
     error: str | None = None
@@ -76,6 +81,7 @@ class PipelineExecution:
         state_before: StateRef | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
+        lease_seconds: float | None = None,
     ) -> PipelineExecution:
         """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
         execution = cls(id=execution_id)
@@ -91,6 +97,7 @@ class PipelineExecution:
                 state_before=state_before,
                 runner_host=runner_host,
                 runner_pid=runner_pid,
+                lease_seconds=lease_seconds,
             )
         )
         return execution
@@ -114,6 +121,12 @@ class PipelineExecution:
         if self.started_at is None or self.ended_at is None:
             return None
         return Duration.between(self.started_at, self.ended_at)
+
+    def lease_expired(self, now: datetime) -> bool | None:
+        """Whether the runner's lease ran out by ``now`` (None: the execution has no lease)."""
+        if self.lease_seconds is None or self.heartbeat_at is None:
+            return None
+        return (now - self.heartbeat_at).total_seconds() > self.lease_seconds
 
     @property
     def records(self) -> int | None:
@@ -196,10 +209,20 @@ class PipelineExecution:
         self.status.check_transition(ExecutionStatus.CANCELLED)
         self._record(ExecutionCancelled(self.id, at, reason=reason, state_after=state_after))
 
-    def crash(self, reason: str, *, at: datetime) -> None:
-        """Close an execution whose process died as CRASHED."""
+    def crash(self, reason: str, *, at: datetime, state_after: StateRef | None = None) -> None:
+        """Close an execution whose process died as CRASHED (with the state its load left)."""
         self.status.check_transition(ExecutionStatus.CRASHED)
-        self._record(ExecutionCrashed(self.id, at, reason=reason))
+        self._record(ExecutionCrashed(self.id, at, reason=reason, state_after=state_after))
+
+    def refer_state_after(self, state_after: StateRef) -> None:
+        """Give the pending close event the state it ended with, once that state is stored (the
+        outcome is decided before the store is reached, so it rides out a store outage)."""
+        closing = self.pending_events[-1] if self.pending_events else None
+        closes = ExecutionSucceeded | ExecutionFailed | ExecutionCancelled | ExecutionCrashed
+        if not isinstance(closing, closes):
+            raise IllegalTransition(f"execution {self.id}: no pending close to give a state after")
+        self.pending_events[-1] = dataclasses.replace(closing, state_after=state_after)
+        self.state_after = state_after
 
     def _record(self, event: ExecutionEvent) -> None:
         self._apply(event)
@@ -218,6 +241,8 @@ class PipelineExecution:
             self.state_before = event.state_before
             self.runner_host = event.runner_host
             self.runner_pid = event.runner_pid
+            self.lease_seconds = event.lease_seconds
+            self.heartbeat_at = event.at  # the lease starts with the execution
         elif isinstance(event, StreamSynced):
             self.results[event.stream] = StreamResult(
                 stream=event.stream,
@@ -245,6 +270,7 @@ class PipelineExecution:
         elif isinstance(event, ExecutionCrashed):
             self._close(ExecutionStatus.CRASHED, event.at)
             self.error = event.reason
+            self.state_after = event.state_after
 
     def _close(self, status: ExecutionStatus, at: datetime) -> None:
         self.status = status

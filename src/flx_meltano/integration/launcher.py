@@ -28,7 +28,8 @@ STATE_STRATEGIES = tuple(strategy.value for strategy in StateStrategy)
 
 # Started early, meltano spends its first seconds importing itself (about 2 s). The gate lets it do
 # that while flx opens the execution and snapshots the state, then holds it until flx writes "g"
-# to its stdin, so it cannot touch the state before the snapshot is taken. EOF instead: exit 0.
+# to its stdin ("f": with Meltano's --force), so it cannot touch the state before the snapshot is
+# taken. EOF instead: exit 0.
 # Once imported it forks: the child (meltano, leading a new process group) waits at the gate; the
 # parent tells the runner meltano's pid and becomes the load's supervisor (exec, which drops the
 # imported meltano), before the gate opens, so neither the fork nor the supervisor's start-up
@@ -41,11 +42,14 @@ pid = os.fork()
 if pid == 0:
     os.setpgid(0, 0)
     os.close({control_fd})
-    if os.read(0, 1) != b"g":
+    go = os.read(0, 1)
+    if go not in (b"g", b"f"):
         os._exit(0)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    if go == b"f":
+        sys.argv.insert({force_at}, "--force")
     sys.argv[0] = {script!r}
     sys.exit(main())
 try:
@@ -84,6 +88,7 @@ def gated_argv(argv: Sequence[str], spec: str = "{}", control_fd: int = 0) -> li
     if not shebang.startswith("#!") or "python" not in shebang or "from meltano.cli import main" not in head:
         return None
     code = _GATE.format(
+        force_at=_force_at(argv),
         script_dir=os.path.abspath(script.parent),
         script=os.path.abspath(script),
         supervisor=SUPERVISOR,
@@ -91,6 +96,20 @@ def gated_argv(argv: Sequence[str], spec: str = "{}", control_fd: int = 0) -> li
         control_fd=control_fd,
     )
     return [*shlex.split(shebang[2:]), "-c", code, *argv[1:]]
+
+
+def _force_at(argv: Sequence[str]) -> int:
+    """Where ``--force`` goes in a ``meltano ... run ...`` command line: right after ``run``."""
+    return list(argv).index("run") + 1 if "run" in argv else len(argv)
+
+
+def with_force(argv: Sequence[str]) -> list[str]:
+    """``argv`` with Meltano's ``--force`` (once)."""
+    if "--force" in argv:
+        return list(argv)
+    args = list(argv)
+    args.insert(_force_at(args), "--force")
+    return args
 
 
 def select_env_var(extractor: str) -> str:
@@ -226,18 +245,31 @@ class MeltanoRun:
             pass  # start() meets the same error, where the caller records it
         return self
 
-    def start(self, on_wait: Callable[[str], None] | None = None) -> MeltanoRun:
-        """Take the plugin locks, then let meltano run; LaunchError when it cannot be started."""
+    def start(
+        self,
+        on_wait: Callable[[str], None] | None = None,
+        *,
+        on_held: Callable[[str], None] | None = None,
+        decide_force: Callable[[], bool] | None = None,
+    ) -> MeltanoRun:
+        """Take the plugin locks, then let meltano run; LaunchError when it cannot be started.
+
+        ``on_held(holder)``: a lock is held by another load (its run id, ``""`` if unknown), before
+        waiting for it; it may raise to refuse instead. ``decide_force()``: once the locks are
+        held, whether to pass Meltano's ``--force`` (besides ``request.force``); it may raise to
+        refuse. Either refusal stops the spawned meltano before it ran.
+        """
         argv = self.request.argv()
         if not self._locks:
             self._locks = self._open_locks()
         try:
             for lock in self._locks:
-                lock.take(on_wait, holder=self.request.run_id)
+                lock.take(on_wait, holder=self.request.run_id, on_held=on_held)
+            force = decide_force() if decide_force is not None else False
             if self._process is None:
-                self._start_supervised(argv)
+                self._start_supervised(with_force(argv) if force else argv)
             else:
-                self._open_gate()
+                self._open_gate(force=force and "--force" not in argv)
         except BaseException:
             self._release()
             raise
@@ -321,11 +353,11 @@ class MeltanoRun:
             tail = " | ".join(output.strip().splitlines()[-5:])
             raise LaunchError(f"could not start {argv[0]}: {self._spawn_error or tail}")
 
-    def _open_gate(self) -> None:
+    def _open_gate(self, force: bool = False) -> None:
         assert self._process is not None
         assert self._gate is not None
         try:
-            self._gate.write("g")
+            self._gate.write("f" if force else "g")
             self._gate.close()
         except OSError as exc:
             # meltano died while importing itself: its output says why.

@@ -54,8 +54,17 @@ class PluginLock:
             raise
         return lock
 
-    def take(self, on_wait: Callable[[str], None] | None = None, holder: str = "") -> None:
-        """Lock (waiting, and saying so, while another load holds it); record ``holder`` (a run id)."""
+    def take(
+        self,
+        on_wait: Callable[[str], None] | None = None,
+        holder: str = "",
+        on_held: Callable[[str], None] | None = None,
+    ) -> None:
+        """Lock (waiting, and saying so, while another load holds it); record ``holder`` (a run id).
+
+        ``on_held(other)`` hears the run id of the load holding it (``""`` unknown) before the
+        wait, and may raise to refuse instead of waiting.
+        """
         for attempt in range(2):
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -64,6 +73,8 @@ class PluginLock:
                 if attempt == 0:
                     time.sleep(_RETRY_SECONDS)
         else:
+            if on_held is not None:
+                on_held(os.pread(self.fd, 200, 0).decode("utf-8", "replace").strip())
             if on_wait is not None:
                 on_wait(
                     f"waiting for another run of {self.plugin} in this project to finish (Meltano "
@@ -109,6 +120,16 @@ def running_load(project_dir: Path | str, plugin: str) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def holds_a_lock(project_dir: Path | str, run_id: str) -> bool:
+    """Whether the load of ``run_id`` holds any plugin lock of this project on this host now."""
+    directory = lock_path(project_dir, "x").parent
+    try:
+        names = [path.stem for path in directory.glob("*.lock")]
+    except OSError:
+        return False
+    return any(running_load(project_dir, name) == run_id for name in names)
 
 
 def load_alive(project_dir: Path | str, plugin: str, run_id: str | None = None) -> bool:

@@ -14,6 +14,8 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,26 @@ def temporary_environ(overrides: Mapping[str, str]) -> Iterator[None]:
 
 # Meltano's system database tables that state access uses (job rows, systemdb state).
 _MELTANO_TABLES = frozenset({"alembic_version", "runs", "state"})
+
+
+@dataclass(frozen=True)
+class MeltanoRunRecord:
+    """Meltano's own row of one run (``runs`` in its system database).
+
+    Attributes:
+        status: Meltano's state of the run (``RUNNING``, ``SUCCESS``, ``FAIL``, ...).
+        heartbeat_age_seconds: since its last heartbeat (meltano writes one every second while it
+            runs), on this host's clock; None when it has none.
+        state: the last Singer state the run itself wrote (None: none); partial when Meltano merges.
+        complete_state: whether ``state`` is complete (not a partial state to merge).
+    """
+
+    run_id: str
+    state_id: str
+    status: str
+    heartbeat_age_seconds: float | None
+    state: SingerState | None
+    complete_state: bool
 
 
 class MeltanoStateStore:
@@ -181,6 +203,59 @@ class MeltanoStateStore:
             if state is not None:
                 states[key] = state
         return states
+
+    def runs(self, state_id: StateId | str, *, running_only: bool = False) -> list[MeltanoRunRecord]:
+        """Meltano's rows of the runs of ``state_id`` (newest first; only RUNNING ones if asked)."""
+        from meltano.core.job.job import Job, Payload, State
+
+        key = str(state_id)
+        with self._backend(f"reading Meltano's runs of {key!r}"):
+            session = self._state_service().session
+            try:
+                query = session.query(Job).filter(Job.job_name == key)
+                if running_only:
+                    query = query.filter(Job.state == State.RUNNING)  # type: ignore[comparison-overlap]
+                jobs = query.order_by(Job.started_at.desc()).limit(50).all()
+                return [self._record(job, Payload, key) for job in jobs]
+            finally:
+                session.rollback()  # a fresh snapshot next time: meltano writes these rows
+
+    def run(self, run_id: str) -> MeltanoRunRecord | None:
+        """Meltano's row of the run ``run_id`` (None: Meltano has no row of it)."""
+        import uuid
+
+        from meltano.core.job.job import Job, Payload
+
+        try:
+            wanted = uuid.UUID(run_id)
+        except ValueError:
+            return None
+        with self._backend(f"reading Meltano's run {run_id}"):
+            session = self._state_service().session
+            try:
+                job = session.query(Job).filter(Job.run_id == wanted).order_by(Job.id.desc()).first()
+                return None if job is None else self._record(job, Payload, job.job_name)
+            finally:
+                session.rollback()
+
+    @staticmethod
+    def _record(job: Any, payload_flags: Any, state_id: str) -> MeltanoRunRecord:
+        beat = job.last_heartbeat_at
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=UTC)
+        raw = (job.payload or {}).get("singer_state")
+        try:
+            state = SingerState.from_payload({"singer_state": raw}) if raw else None
+        except InvalidState:
+            state = None
+        return MeltanoRunRecord(
+            run_id=str(job.run_id),
+            state_id=state_id,
+            status=str(job.state.name if hasattr(job.state, "name") else job.state),
+            heartbeat_age_seconds=(datetime.now(UTC) - beat).total_seconds() if beat else None,
+            state=state,
+            complete_state=job.payload_flags != payload_flags.INCOMPLETE_STATE,
+        )
 
     def close(self) -> None:
         """Release the backend connection."""

@@ -26,7 +26,9 @@ from pydantic import Field
 from flx_meltano.application import commands
 from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.liveness import RecordNotWritten
 from flx_meltano.application.logs import LogFilter, execution_logs
+from flx_meltano.application.reconcile import StateIdBusy
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.stream_schema import StreamSchema
@@ -267,6 +269,9 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                         execution = update.execution
                         if execution.status.is_active:
                             context.log.info(f"execution {execution.id} of {pipeline.id} started")
+        except (RecordNotWritten, StateIdBusy) as exc:
+            # Said in one line (the store stayed away; another load has the state id), no traceback.
+            raise Failure(description=str(exc)) from None
         finally:
             log.flush()
             ctx.close()

@@ -107,13 +107,15 @@ def build_crash_reconciler_sensor(
     minimum_interval_seconds: int = 60,
     default_status: DefaultSensorStatus = DefaultSensorStatus.RUNNING,
 ) -> SensorDefinition:
-    """Mark CRASHED every RUNNING execution whose Dagster run (or runner process) is gone."""
+    """Complete every RUNNING execution whose load is dead: its runner's lease ran out (any host),
+    or its runner and load are gone (the runner's host); Dagster's run status is asked only about
+    executions without a lease. A run worker killed while its step loads on is left alone."""
 
     @sensor(
         name=name,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description="Marks CRASHED the Meltano executions still RUNNING whose Dagster run is gone.",
+        description="Completes the Meltano executions still RUNNING whose runner's lease ran out.",
     )
     def _reconcile(context: SensorEvaluationContext) -> SkipReason:
         def alive(run_id: str) -> bool:

@@ -148,6 +148,16 @@ def store_error(exc: BaseException, url: str | None) -> StoreUnreachable | None:
     return unreachable(url, exc)
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is unreachable (down, restarting, connection lost), as opposed
+    to a bug or a conflict: what a runner rides out while its load goes on."""
+    if isinstance(exc, StoreUnreachable):
+        return True
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
 @cache
 def engine_for(url: str) -> Engine:
     """One pooled engine per URL and process."""

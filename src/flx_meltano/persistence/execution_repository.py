@@ -32,7 +32,8 @@ def upsert(table: sa.Table, keys: tuple[str, ...], keep: tuple[str, ...] = ()) -
     )
 
 
-UPSERT_EXECUTION = upsert(executions, ("id",))
+# The heartbeat is written by the runner's heartbeat alone (``heartbeat``), never by a save.
+UPSERT_EXECUTION = upsert(executions, ("id",), keep=("heartbeat_at",))
 # Newest first; executions started at the same instant come back in a stable order (id, descending).
 # The started_at indexes still serve it: PostgreSQL walks one in order and only sorts each group of
 # equal started_at by id (an incremental sort), so no index on (..., started_at, id) is needed.
@@ -72,6 +73,8 @@ def _row(execution: PipelineExecution) -> dict[str, Any]:
         "state_before_checksum": execution.state_before.checksum if execution.state_before else None,
         "state_after_snapshot_id": execution.state_after.snapshot_id if execution.state_after else None,
         "state_after_checksum": execution.state_after.checksum if execution.state_after else None,
+        "lease_seconds": execution.lease_seconds,
+        "heartbeat_at": execution.heartbeat_at,
         "warnings": list(execution.warnings),
         "version": execution.version,
     }
@@ -122,6 +125,8 @@ def _from_rows(row: sa.Row[Any], results: Iterable[sa.Row[Any]]) -> PipelineExec
         runner_pid=row.runner_pid,
         state_before=_ref(row.state_before_snapshot_id, row.state_before_checksum),
         state_after=_ref(row.state_after_snapshot_id, row.state_after_checksum),
+        lease_seconds=row.lease_seconds,
+        heartbeat_at=row.heartbeat_at,
         error=row.error,
         failed_plugin=row.failed_plugin,
         exit_code=row.exit_code,
@@ -156,6 +161,22 @@ class ExecutionRepository:
             self.connection.execute(
                 UPSERT_STREAM_RESULT, [_result_row(execution.id, r) for r in execution.results.values()]
             )
+
+    def heartbeat(self, execution_id: str) -> bool:
+        """Renew the lease of a running execution (the server's clock, so hosts agree); whether
+        it is still running."""
+        result = self.connection.execute(
+            sa.update(executions)
+            .where(executions.c.id == execution_id)
+            .where(executions.c.status.in_([str(ExecutionStatus.PENDING), str(ExecutionStatus.RUNNING)]))
+            .values(heartbeat_at=sa.func.now())
+        )
+        return bool(result.rowcount)
+
+    def now(self) -> datetime:
+        """The store's clock (leases are measured on it, whatever the host's clock says)."""
+        now: datetime = self.connection.execute(sa.select(sa.func.now())).scalar_one()
+        return now
 
     def get(self, execution_id: str, *, for_update: bool = False) -> PipelineExecution:
         """One execution with its stream results; NotFound naming the id."""

@@ -43,6 +43,9 @@ executions = sa.Table(
     sa.Column("state_before_checksum", sa.Text),
     sa.Column("state_after_snapshot_id", sa.BigInteger),
     sa.Column("state_after_checksum", sa.Text),
+    # The runner's lease: alive while heartbeat_at (server time) + lease_seconds is in the future.
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("lease_seconds", sa.Float),
     sa.Column("warnings", JSONB, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
 )
