@@ -86,6 +86,7 @@ class ExecutionStarted(ExecutionEvent):
     state_before: Mapping[str, Any] | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
+    partition: str | None = None
 
 
 @dataclass(frozen=True)

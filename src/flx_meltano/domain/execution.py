@@ -48,6 +48,7 @@ class PipelineExecution:
     ended_at: datetime | None = None
     streams: tuple[str, ...] = ()
     full_refresh: bool = False
+    partition: str | None = None
     dagster_run_id: str | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
@@ -75,6 +76,7 @@ class PipelineExecution:
         state_before: Mapping[str, Any] | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
+        partition: str | None = None,
     ) -> PipelineExecution:
         """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
         execution = cls(id=execution_id)
@@ -90,6 +92,7 @@ class PipelineExecution:
                 state_before=state_before,
                 runner_host=runner_host,
                 runner_pid=runner_pid,
+                partition=partition,
             )
         )
         return execution
@@ -213,6 +216,7 @@ class PipelineExecution:
             self.state_before = event.state_before
             self.runner_host = event.runner_host
             self.runner_pid = event.runner_pid
+            self.partition = event.partition
         elif isinstance(event, StreamSynced):
             self.results[event.stream] = StreamResult(
                 stream=event.stream,

@@ -47,6 +47,7 @@ class Pipeline:
         state_before: Mapping[str, Any] | None = None,
         runner_host: str | None = None,
         runner_pid: int | None = None,
+        partition: str | None = None,
     ) -> PipelineExecution:
         """Open a RUNNING execution; ExecutionAlreadyRunning unless none is active or ``force``."""
         running = [e for e in self.active if e.status.is_active]
@@ -76,6 +77,7 @@ class Pipeline:
             state_before=state_before,
             runner_host=runner_host,
             runner_pid=runner_pid,
+            partition=partition,
         )
         self.active.append(execution)
         return execution

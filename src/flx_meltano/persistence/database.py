@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration; a test checks it against Alembic's head. Knowing it here lets every
 # process check its store with one query, without importing Alembic (0.4 s) unless it migrates.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0006"
 # Any constant will do: it only has to be the same in every process that migrates this store.
 MIGRATION_LOCK_KEY = 0x464C58  # "FLX"
 # A server that drops packets would otherwise keep a command waiting for minutes.
