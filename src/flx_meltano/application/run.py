@@ -56,8 +56,10 @@ class RunOptions:
     partition: str | None = None
 
     def __post_init__(self) -> None:
-        if self.partition is not None and (not self.partition.strip() or self.partition != self.partition.strip()):
-            raise InvalidOption(f"partition {self.partition!r}: a partition key is a non-empty name without spaces")
+        if self.partition is not None and (not self.partition or self.partition != self.partition.strip()):
+            raise InvalidOption(
+                f"partition {self.partition!r}: a partition key is a non-empty name without spaces around it"
+            )
         if self.state_strategy is not None and not isinstance(self.state_strategy, StateStrategy):
             object.__setattr__(self, "state_strategy", StateStrategy.parse(str(self.state_strategy)))
         if not isinstance(self.trigger, Trigger):

@@ -54,7 +54,9 @@ def _iso(value: datetime) -> str:
 
 
 def _next_month(value: datetime) -> datetime:
-    return value.replace(year=value.year + 1, month=1) if value.month == 12 else value.replace(month=value.month + 1)
+    if value.month == 12:
+        return value.replace(year=value.year + 1, month=1)
+    return value.replace(month=value.month + 1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,13 @@ class PartitionScheme:
     keys: tuple[str, ...] = ()
     key_setting: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind is PartitionKind.STATIC:
+            if not self.keys or not self.key_setting:
+                raise InvalidOption("static partitions need keys and the setting that carries the key")
+        elif self.start is None or not self.start_setting or not self.end_setting:
+            raise InvalidOption(f"{self.kind} partitions need a start and the settings of the window bounds")
+
     @property
     def is_time(self) -> bool:
         """Daily, hourly or monthly."""
@@ -83,8 +92,7 @@ class PartitionScheme:
         if not self.is_time:
             if key not in self.keys:
                 raise InvalidOption(f"partition {key!r} is not one of {', '.join(self.keys)}")
-            assert self.key_setting is not None
-            return PartitionWindow(key, {self.key_setting: key})
+            return PartitionWindow(key, {str(self.key_setting): key})
         try:
             start = datetime.strptime(key, KEY_FORMATS[self.kind]).replace(tzinfo=UTC)
         except ValueError:
@@ -102,7 +110,5 @@ class PartitionScheme:
             end = start + timedelta(hours=1)
         else:
             end = _next_month(start)
-        assert self.start_setting is not None and self.end_setting is not None
-        return PartitionWindow(
-            key, {self.start_setting: _iso(start), self.end_setting: _iso(end)}, start=start, end=end
-        )
+        settings = {str(self.start_setting): _iso(start), str(self.end_setting): _iso(end)}
+        return PartitionWindow(key, settings, start=start, end=end)

@@ -55,7 +55,8 @@ def read_partitions(
     allowed = _STATIC_KEYS if kind is PartitionKind.STATIC else _TIME_KEYS
     for key in node:
         if key not in allowed:
-            raise error(f"unknown key {key!r} for {kind} partitions (expected {', '.join(sorted(allowed))})", key)
+            expected = ", ".join(sorted(allowed))
+            raise error(f"unknown key {key!r} for {kind} partitions (expected {expected})", key)
 
     def setting(key: str) -> str:
         value = node.get(key)

@@ -20,6 +20,7 @@ from dagster import (
 
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.partitions import partitions_for
 from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
@@ -76,7 +77,10 @@ def meltano_pipeline_assets(
     retry_policy: RetryPolicy | None = None,
     resource_key: str = RESOURCE_KEY,
 ) -> AssetsDefinition:
-    """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams."""
+    """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams.
+
+    A partitioned extractor's pipeline is partitioned too: each partition's run is one window.
+    """
     specs = stream_specs(pipeline, translator or DagsterMeltanoTranslator())
     keys = {stream: spec.key for stream, spec in specs.items()}
 
@@ -85,6 +89,7 @@ def meltano_pipeline_assets(
         specs=list(specs.values()),
         can_subset=True,
         pool=pool_for(pipeline),
+        partitions_def=partitions_for(pipeline),
         retry_policy=retry_policy_for(pipeline, retry_policy),
         required_resource_keys={resource_key},
         op_tags={md.TAG_STATE_ID: tag_value(pipeline.id)},

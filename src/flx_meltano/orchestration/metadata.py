@@ -6,6 +6,7 @@ from typing import Final
 
 # Dagster's standard keys (the UI plots and shows them specially).
 ROW_COUNT: Final = "dagster/row_count"
+PARTITION_ROW_COUNT: Final = "dagster/partition_row_count"
 TABLE_NAME: Final = "dagster/table_name"
 
 # Asset definition metadata of a stream.
@@ -23,6 +24,7 @@ SYNC_DURATION_SECONDS: Final = "meltano/sync_duration_seconds"
 BOOKMARK: Final = "meltano/bookmark"
 RECORDS_UNKNOWN: Final = "meltano/records_unknown"
 STATE_WARNINGS: Final = "meltano/state_warnings"
+PARTITION: Final = "meltano/partition"
 
 # Failure metadata of a pipeline step.
 FAILED_PLUGIN: Final = "meltano/failed_plugin"

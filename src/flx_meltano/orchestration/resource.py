@@ -98,6 +98,10 @@ def stream_metadata(
     }
     if result.records is not None:
         metadata[md.ROW_COUNT] = MetadataValue.int(result.records)
+        if execution.partition is not None:  # the rows of this partition's window
+            metadata[md.PARTITION_ROW_COUNT] = MetadataValue.int(result.records)
+    if execution.partition is not None:
+        metadata[md.PARTITION] = MetadataValue.text(execution.partition)
     else:  # never a 0 nobody saw: say the count is unknown, and why
         metadata[md.RECORDS_UNKNOWN] = MetadataValue.text(
             f"neither {pipeline.extractor.name} nor {pipeline.loader.name} reported a per-stream "
@@ -178,6 +182,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             timeout_seconds=run_config.timeout_seconds or self.timeout_seconds,
             dagster_run_id=context.run.run_id,
             env=dict(run_config.env),
+            partition=context.partition_key if context.has_partition_key else None,
         )
 
     def run_pipeline(

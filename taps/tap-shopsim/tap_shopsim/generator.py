@@ -255,10 +255,7 @@ class ShopSimulator:
         """Return order record ``index`` (id ``index + 1``); its total sums its items."""
         customer_id, status, currency, _, age_seconds = self._order_header(index)
         total = sum(
-            (
-                Decimal(str(item["unit_price"])) * item["quantity"]
-                for item in self.order_items(index)
-            ),
+            (Decimal(str(item["unit_price"])) * item["quantity"] for item in self.order_items(index)),
             Decimal(0),
         )
         updated = self.updated_at(index)

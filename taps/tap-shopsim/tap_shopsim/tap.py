@@ -45,10 +45,7 @@ class RecordLimitWriter(GenericSingerWriter[Any, Message]):
         self.records_written = 0
 
     def _fail(self) -> None:
-        msg = (
-            f"tap-shopsim: failing on purpose after {self.records_written} records "
-            "(fail_after_records)"
-        )
+        msg = f"tap-shopsim: failing on purpose after {self.records_written} records (fail_after_records)"
         raise ShopSimFailure(msg)
 
     def format_message(self, message: Message) -> Any:
