@@ -103,7 +103,8 @@ def test_the_partition_config_is_read_into_the_extractor(tmp_path):
 )
 def test_bad_partition_config_names_meltano_yml_the_extractor_and_the_line(tmp_path, partitions, message):
     root = _project(tmp_path, partitions)
-    line = next(n for n, text in enumerate((root / "meltano.yml").read_text().splitlines(), 1) if "partitions:" in text)
+    lines = (root / "meltano.yml").read_text().splitlines()
+    line = next(number for number, text in enumerate(lines, 1) if "partitions:" in text)
     with pytest.raises(ProjectError) as caught:
         read_project(root)
     error = str(caught.value)
@@ -135,10 +136,12 @@ def test_a_partition_gets_its_window_as_tap_env_vars_and_its_own_state_id(tmp_pa
 def test_windows_of_each_kind_and_the_suffix_of_keys_a_state_id_cannot_hold():
     start = datetime(2024, 1, 1, tzinfo=UTC)
     hourly = PartitionScheme(PartitionKind.HOURLY, start=start, start_setting="a", end_setting="b")
-    assert hourly.window("2024-01-01-23:00").settings == {"a": "2024-01-01T23:00:00Z", "b": "2024-01-02T00:00:00Z"}
+    last_hour = {"a": "2024-01-01T23:00:00Z", "b": "2024-01-02T00:00:00Z"}
+    assert hourly.window("2024-01-01-23:00").settings == last_hour
     assert hourly.window("2024-01-01-23:00").state_id_suffix == "partition-2024-01-01-2300"
     monthly = PartitionScheme(PartitionKind.MONTHLY, start=start, start_setting="a", end_setting="b")
-    assert monthly.window("2024-12-01").settings == {"a": "2024-12-01T00:00:00Z", "b": "2025-01-01T00:00:00Z"}
+    december = {"a": "2024-12-01T00:00:00Z", "b": "2025-01-01T00:00:00Z"}
+    assert monthly.window("2024-12-01").settings == december
     with pytest.raises(InvalidOption, match="1st of a month"):
         monthly.window("2024-12-02")
     static = PartitionScheme(PartitionKind.STATIC, keys=("eu", "us west"), key_setting="region")
@@ -230,7 +233,8 @@ def test_three_daily_partitions_load_only_their_window_and_never_move_the_main_b
 
     assert set(_dates(meltano_sandbox.output, "customers")) == set(KEYS)
     after = ctx.state_store.get(main.state_id)
-    assert after is not None and after.payload() == main_state.payload()  # main bookmark unchanged
+    assert after is not None
+    assert after.payload() == main_state.payload()  # the main bookmark never moved
     bookmarks = set()
     for key, execution_id in zip(KEYS, execution_ids, strict=True):
         stored = queries.get_execution(ctx, execution_id)
