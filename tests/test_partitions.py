@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, build_schedule_context, materialize
 
 from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
@@ -181,6 +181,25 @@ def test_partitioned_assets_keep_the_extractor_pool_and_a_backfill_asks_one_run_
     # Dagster's default backfill policy for these assets runs each partition in its own run, so
     # each run is one window and every run waits for the extractor's pool.
     assert assets.backfill_policy is None or assets.backfill_policy.max_partitions_per_run == 1
+
+
+def test_the_schedule_of_a_partitioned_job_runs_the_window_that_just_ended(tmp_path):
+    defs = build_definitions(project_dir=_project(tmp_path), dbt=None)
+    (schedule,) = defs.schedules
+    with DagsterInstance.ephemeral() as instance:
+
+        def tick(at: datetime):
+            context = build_schedule_context(
+                instance=instance, scheduled_execution_time=at, repository_def=defs.get_repository_def()
+            )
+            return schedule.evaluate_tick(context)
+
+        (request,) = tick(datetime(2024, 1, 5, tzinfo=UTC)).run_requests
+        assert request.partition_key == "2024-01-04"
+        assert request.tags[md.TAG_SCHEDULE] == "shop-to-files-daily"
+        too_early = tick(datetime(2024, 1, 2, 12, tzinfo=UTC))
+        assert too_early.run_requests == []
+        assert too_early.skip_message == "no partition has ended yet"
 
 
 # --- real runs ------------------------------------------------------------------------------

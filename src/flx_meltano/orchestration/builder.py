@@ -17,6 +17,7 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    PartitionsDefinition,
     RetryPolicy,
     SensorDefinition,
 )
@@ -27,6 +28,7 @@ from flx_meltano.application.pipelines import all_pipelines, unmatched_select_ru
 from flx_meltano.domain.project import Job, PipelineDefinition, ProjectModel, Schedule
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
 from flx_meltano.orchestration.dbt_options import DbtOptions, is_dbt_plugin
+from flx_meltano.orchestration.partitions import partitions_for
 from flx_meltano.orchestration.resource import MeltanoResource
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules, pipeline_job
 from flx_meltano.orchestration.sensors import (
@@ -228,6 +230,27 @@ def _legacy_jobs(
     }
 
 
+def _job_partitions(
+    jobs: Sequence[Job],
+    built: Mapping[str, UnresolvedAssetJobDefinition],
+    legacy: Mapping[tuple[str, str], UnresolvedAssetJobDefinition],
+    pipelines: Sequence[PipelineDefinition],
+) -> dict[str, PartitionsDefinition[str]]:
+    """The partitions of each Dagster job that runs a partitioned pipeline, by job name."""
+    by_pair = {(p.extractor.name, p.loader.name): partitions_for(p) for p in pipelines}
+    found: dict[str, PartitionsDefinition[str]] = {}
+    for job in jobs:
+        pairs = [(b.extractor, b.loader) for task in job.tasks for b in task.extract_loads]
+        partitioned = [by_pair[pair] for pair in pairs if by_pair.get(pair) is not None]
+        if partitioned and partitioned[0] is not None:
+            found[built[job.name].name] = partitioned[0]
+    for pair, legacy_job in legacy.items():
+        pair_partitions = by_pair.get(pair)
+        if pair_partitions is not None:
+            found[legacy_job.name] = pair_partitions
+    return found
+
+
 def _resource(options: LocationOptions, settings: Settings, environment: str) -> MeltanoResource:
     """The ``meltano`` resource of the location."""
     return MeltanoResource(
@@ -292,6 +315,7 @@ def build_location(options: LocationOptions) -> Definitions:
         legacy_jobs,
         execution_timezone=options.execution_timezone,
         default_status=options.default_schedule_status,
+        partitions=_job_partitions(jobs, job_build.jobs, legacy_jobs, pipelines),
     )
     resource = _resource(options, settings, env_name)
     return Definitions(
