@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,3 +269,36 @@ def test_three_daily_partitions_load_only_their_window_and_never_move_the_main_b
     assert len(bookmarks) == len(KEYS)
     assert queries.get_execution(ctx, first.id).partition is None
     assert os.environ.get("TAP_SHOPSIM_START_DATE") is None  # the window never leaked into ours
+
+
+def _flx(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "flx-meltano"), *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_cli_runs_one_partition_and_shows_it(tmp_path, meltano_sandbox, default_store_url):
+    root = _installed_copy(tmp_path / "project")
+    env = {
+        **os.environ,
+        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+        "FLX_DATABASE_URL": default_store_url,
+        "FLX_PROJECT_DIR": str(root),
+    }
+    done = _flx(root, env, "run", PIPELINE, "--partition", "2024-01-03", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (execution,) = json.loads(done.stdout)
+    assert execution["partition"] == "2024-01-03"
+    assert execution["pipeline_id"] == f"dev:{PIPELINE}:partition-2024-01-03"
+    assert set(_dates(meltano_sandbox.output, "orders")) == {"2024-01-03"}
+    shown = _flx(root, env, "execution", execution["id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "partition 2024-01-03" in shown.stdout
+    as_json = json.loads(_flx(root, env, "execution", execution["id"], "--json").stdout)
+    assert as_json["partition"] == "2024-01-03"
+    refused = _flx(root, env, "run", PIPELINE, "--partition", "2023-12-31")
+    assert refused.returncode != 0
+    assert "before the partitions' start" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr

@@ -513,6 +513,10 @@ def execute(
 ) -> Generator[RunUpdate, None, None]:
     """Run steps in order, yielding every update, stopping at the first failure (as ``meltano run``
     does). Consume it inside ``contextlib.closing`` so an interrupt stops meltano at once."""
+    if options is not None and options.partition is not None:
+        for step in steps:  # every pipeline must have the partition before the first one runs
+            if step.pipeline is not None:
+                partitioned(step.pipeline, options.partition)
     for step in steps:
         if step.pipeline is not None:
             execution: PipelineExecution | None = None
