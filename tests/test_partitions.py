@@ -31,6 +31,9 @@ from flx_meltano.integration.project_reader import read_project
 from flx_meltano.orchestration import MeltanoResource, build_definitions
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import pool_for
+from flx_meltano.orchestration.builder import build_location
+from flx_meltano.orchestration.component import DbtSettings, MeltanoProjectComponent
+from flx_meltano.orchestration.partitions import partitions_definition
 from flx_meltano.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,6 +185,15 @@ def test_partitioned_assets_keep_the_extractor_pool_and_a_backfill_asks_one_run_
     # Dagster's default backfill policy for these assets runs each partition in its own run, so
     # each run is one window and every run waits for the extractor's pool.
     assert assets.backfill_policy is None or assets.backfill_policy.max_partitions_per_run == 1
+
+
+def test_the_component_builds_the_same_partitioned_assets(tmp_path):
+    root = _project(tmp_path)
+    component = MeltanoProjectComponent(project_dir=root, dbt=DbtSettings(enabled=False))
+    defs = build_location(component.location_options())
+    (assets,) = [a for a in defs.assets if AssetKey(["files", "shop", "orders"]) in a.keys]
+    assert assets.partitions_def == partitions_definition(_pipeline(root).extractor.partitions)
+    assert assets.partitions_def.get_partition_keys()[:3] == list(KEYS)
 
 
 def test_the_schedule_of_a_partitioned_job_runs_the_window_that_just_ended(tmp_path):
