@@ -201,14 +201,17 @@ def _keys_and_freshness(
     built: Sequence[tuple[PipelineDefinition, AssetsDefinition]], default_hours: float | None
 ) -> tuple[dict[tuple[str, str], list[AssetKey]], list[FreshnessRule]]:
     """The asset keys of each (extractor, loader) pair, and the freshness rule of each pipeline
-    that has one."""
+    that has one (not of partitioned pipelines: their runs are per window, asked by schedules
+    and backfills, and never move the main state id the stale sensor watches)."""
     keys: dict[tuple[str, str], list[AssetKey]] = {}
     rules: list[FreshnessRule] = []
     for pipeline, definition in built:
         pipeline_keys = list(definition.keys)
         keys[(pipeline.extractor.name, pipeline.loader.name)] = pipeline_keys
         max_age = freshness_of(pipeline, default_hours)
-        if max_age is not None:
+        if max_age is not None and pipeline.extractor.partitions is not None:
+            logger.info("%s is partitioned: the stale-pipeline sensor leaves it out", pipeline.id)
+        elif max_age is not None:
             rules.append(FreshnessRule(pipeline.id, tuple(pipeline_keys), max_age))
     return keys, rules
 
@@ -241,8 +244,8 @@ def _job_partitions(
     found: dict[str, PartitionsDefinition[str]] = {}
     for job in jobs:
         pairs = [(b.extractor, b.loader) for task in job.tasks for b in task.extract_loads]
-        partitioned = [by_pair[pair] for pair in pairs if by_pair.get(pair) is not None]
-        if partitioned and partitioned[0] is not None:
+        partitioned = [found_def for pair in pairs if (found_def := by_pair.get(pair)) is not None]
+        if partitioned:  # Dagster refuses a job over two different partitions definitions
             found[built[job.name].name] = partitioned[0]
     for pair, legacy_job in legacy.items():
         pair_partitions = by_pair.get(pair)
