@@ -127,6 +127,11 @@ class TapShopSim(Tap):
             description="Test knob: emit a STATE message every N records of a stream.",
         ),
         th.Property(
+            "extra_column",
+            th.StringType,
+            description="Test knob: add a nullable string column of this name to every stream.",
+        ),
+        th.Property(
             "record_delay_ms",
             th.IntegerType(minimum=0),
             description="Test knob: sleep this many milliseconds before each record.",
