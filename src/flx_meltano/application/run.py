@@ -24,6 +24,7 @@ from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.partitions import PartitionWindow
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
@@ -50,6 +51,8 @@ class RunOptions:
         force: start even if an execution of the same state id is RUNNING.
         timeout_seconds: cancel the run after this long (more than 0; None: no limit).
         env: extra environment for meltano (e.g. plugin settings as env vars).
+        partition: run one partition of a partitioned extractor (its key, e.g. ``2024-01-02``):
+            the tap gets that window and the run its own state id suffix (see ``partitioned``).
     """
 
     streams: tuple[str, ...] | None = None
@@ -61,8 +64,13 @@ class RunOptions:
     dagster_run_id: str | None = None
     execution_id: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    partition: str | None = None
 
     def __post_init__(self) -> None:
+        if self.partition is not None and (not self.partition or self.partition != self.partition.strip()):
+            raise InvalidOption(
+                f"partition {self.partition!r}: a partition key is a non-empty name without spaces around it"
+            )
         if self.state_strategy is not None and not isinstance(self.state_strategy, StateStrategy):
             object.__setattr__(self, "state_strategy", StateStrategy.parse(str(self.state_strategy)))
         if not isinstance(self.trigger, Trigger):
@@ -86,6 +94,32 @@ def _now() -> datetime:
 
 def _state(ctx: AppContext, definition: PipelineDefinition) -> SingerState | None:
     return ctx.state_store.get(definition.state_id)
+
+
+def partitioned(
+    definition: PipelineDefinition, partition: str | None
+) -> tuple[PipelineDefinition, PartitionWindow | None]:
+    """The pipeline as one partition's run sees it: its own state id (``:partition-<key>``), so
+    the main bookmark never moves, and the window the tap is given. Unchanged without a partition;
+    InvalidOption if the extractor has no partitions or the key is not one of them."""
+    if partition is None:
+        return definition, None
+    scheme = definition.extractor.partitions
+    if scheme is None:
+        raise InvalidOption(
+            f"{definition.id}: extractor {definition.extractor.name} has no partitions "
+            "(meta.dagster.partitions in meltano.yml); run it without a partition"
+        )
+    window = scheme.window(partition)
+    state_id = replace(definition.state_id, suffix=window.state_id_suffix)
+    return replace(definition, state_id=state_id), window
+
+
+def window_env(definition: PipelineDefinition, window: PartitionWindow | None) -> dict[str, str]:
+    """The window's settings as Meltano's environment variables of the extractor."""
+    if window is None:
+        return {}
+    return {setting_env_var(definition.extractor, name): value for name, value in window.settings.items()}
 
 
 def open_execution(
@@ -116,6 +150,7 @@ def open_execution(
             runner_host=this_host(),
             runner_pid=this_pid(),
             lease_seconds=ctx.settings.lease_seconds,
+            partition=options.partition,
         )
         uow.executions.save(execution)
         uow.commit()
@@ -225,7 +260,8 @@ def _run_pipeline(
     options = options or RunOptions()
     run_id = options.execution_id or str(uuid.uuid4())  # Meltano's run id is the execution id
     options = replace(options, execution_id=run_id)
-    env = {**ctx.run_env, **options.env}
+    definition, window = partitioned(definition, options.partition)
+    env = {**ctx.run_env, **options.env, **window_env(definition, window)}
     redact = Redactor.for_plugins((definition.extractor, *definition.mappers, definition.loader), env)
     # meltano spends its first seconds importing itself: it does so behind the launch gate while
     # the execution is opened and the state snapshotted, and runs only from run.start() on.
@@ -349,6 +385,7 @@ def _run_request(
         select={definition.extractor.name: tuple(options.streams)} if options.streams is not None else {},
         full_refresh=options.full_refresh,
         state_strategy=options.state_strategy,
+        state_id_suffix=definition.state_id.suffix,
         # Meltano's --force is decided at start (guard_state_id): only once every previous run of
         # the state id is established dead, so Meltano's own guard stays a second line.
         force=False,
@@ -570,6 +607,10 @@ def execute(
 ) -> Generator[RunUpdate, None, None]:
     """Run steps in order, yielding every update, stopping at the first failure (as ``meltano run``
     does). Consume it inside ``contextlib.closing`` so an interrupt stops meltano at once."""
+    if options is not None and options.partition is not None:
+        for step in steps:  # every pipeline must have the partition before the first one runs
+            if step.pipeline is not None:
+                partitioned(step.pipeline, options.partition)
     for step in steps:
         if step.pipeline is not None:
             execution: PipelineExecution | None = None

@@ -87,7 +87,8 @@ def execution(
     console.print(f"[bold]{e.id}[/bold]  {e.pipeline_id}  {status_text(str(e.status))}", highlight=False)
     console.print(
         f"started {e.started_at:%Y-%m-%d %H:%M:%S}  duration {e.duration or '-'}  "
-        f"trigger {e.trigger}  full refresh {e.full_refresh}",
+        f"trigger {e.trigger}  full refresh {e.full_refresh}"
+        + (f"  partition {e.partition}" if e.partition else ""),
         highlight=False,
     )
     if e.error:

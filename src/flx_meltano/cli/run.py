@@ -38,6 +38,10 @@ def run_command(
     timeout: Annotated[
         float | None, typer.Option(help="Cancel after this many seconds (more than 0).")
     ] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(help="Run one partition (e.g. 2024-01-02) of a partitioned extractor."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every log line.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -51,6 +55,7 @@ def run_command(
         state_strategy=state_strategy,
         force=force,
         timeout_seconds=timeout,
+        partition=partition,
     )
     # An error (already recorded as a FAILED execution where one was open) goes to main().
     with app_context() as ctx:

@@ -39,6 +39,7 @@ def as_dict(e: PipelineExecution) -> dict[str, object]:
         "duration_seconds": duration_seconds(e.duration),
         "streams": list(e.streams),
         "full_refresh": e.full_refresh,
+        "partition": e.partition,
         "records": e.records,
         "results": [
             {

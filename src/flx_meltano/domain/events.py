@@ -93,6 +93,7 @@ class ExecutionStarted(ExecutionEvent):
     runner_host: str | None = None
     runner_pid: int | None = None
     lease_seconds: float | None = None
+    partition: str | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class PipelineExecution:
     ended_at: datetime | None = None
     streams: tuple[str, ...] = ()
     full_refresh: bool = False
+    partition: str | None = None
     dagster_run_id: str | None = None
     runner_host: str | None = None
     runner_pid: int | None = None
@@ -82,6 +83,7 @@ class PipelineExecution:
         runner_host: str | None = None,
         runner_pid: int | None = None,
         lease_seconds: float | None = None,
+        partition: str | None = None,
     ) -> PipelineExecution:
         """A new RUNNING execution (prefer ``Pipeline.start_execution``, which guards overlap)."""
         execution = cls(id=execution_id)
@@ -98,6 +100,7 @@ class PipelineExecution:
                 runner_host=runner_host,
                 runner_pid=runner_pid,
                 lease_seconds=lease_seconds,
+                partition=partition,
             )
         )
         return execution
@@ -243,6 +246,7 @@ class PipelineExecution:
             self.runner_pid = event.runner_pid
             self.lease_seconds = event.lease_seconds
             self.heartbeat_at = event.at  # the lease starts with the execution
+            self.partition = event.partition
         elif isinstance(event, StreamSynced):
             self.results[event.stream] = StreamResult(
                 stream=event.stream,

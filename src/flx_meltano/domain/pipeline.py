@@ -48,6 +48,7 @@ class Pipeline:
         runner_host: str | None = None,
         runner_pid: int | None = None,
         lease_seconds: float | None = None,
+        partition: str | None = None,
     ) -> PipelineExecution:
         """Open a RUNNING execution; ExecutionAlreadyRunning unless none is active or ``force``."""
         running = [e for e in self.active if e.status.is_active]
@@ -78,6 +79,7 @@ class Pipeline:
             runner_host=runner_host,
             runner_pid=runner_pid,
             lease_seconds=lease_seconds,
+            partition=partition,
         )
         self.active.append(execution)
         return execution

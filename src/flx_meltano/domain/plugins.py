@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from flx_meltano.domain.partitions import PartitionScheme
+
 
 class PluginType(StrEnum):
     """Meltano's plugin types (the keys under ``plugins:`` in meltano.yml)."""
@@ -54,6 +56,7 @@ class Plugin:
     extras: Mapping[str, Any] = field(default_factory=dict)
     mappings: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()
+    partitions: PartitionScheme | None = None  # meta.dagster.partitions of an extractor
 
     @property
     def is_custom(self) -> bool:

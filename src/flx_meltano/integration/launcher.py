@@ -130,6 +130,7 @@ class RunRequest:
         blocks: the block names, e.g. ``["tap-x", "target-y"]`` or ``["my-job"]``.
         run_id: Meltano's run id (a UUID); flx uses the execution id.
         select: per extractor, the streams to run (overrides its ``select`` rules).
+        state_id_suffix: Meltano's ``--state-id-suffix`` (a partition's own state id).
         timeout_seconds: cancel the run after this long (None: never).
         exclusive: plugins no other run of this project may use at the same time (extractors:
             Meltano 4.4 writes an extractor's catalog to one shared file per project, so two
@@ -147,6 +148,7 @@ class RunRequest:
     select: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     full_refresh: bool = False
     state_strategy: StateStrategy | None = None
+    state_id_suffix: str | None = None
     force: bool = False
     timeout_seconds: float | None = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -170,6 +172,8 @@ class RunRequest:
                     f"state strategy {self.state_strategy!r} is not one of {', '.join(STATE_STRATEGIES)}"
                 )
             args.append(f"--state-strategy={StateStrategy(self.state_strategy).value}")
+        if self.state_id_suffix:
+            args.append(f"--state-id-suffix={self.state_id_suffix}")
         if self.force:
             args.append("--force")
         return [*args, *self.blocks]

@@ -25,6 +25,7 @@ from flx_meltano.domain.project import (
 )
 from flx_meltano.integration.cron import is_valid_cron
 from flx_meltano.integration.errors import ProjectError, UnknownEnvironment
+from flx_meltano.integration.partition_config import read_partitions
 from flx_meltano.integration.yaml_lines import LineList, LineMap, YamlError
 from flx_meltano.integration.yaml_lines import load as load_yaml
 
@@ -152,6 +153,12 @@ def _plugin(entry: _Located, kind: PluginType, overrides: Mapping[str, Any]) -> 
             raise mapping.error(f"a mapping of {name!r} needs a 'name'")
         mappings.append(mapping_name)
     commands = node.get("commands") or {}
+    settings = _settings(entry)
+    partitions = (
+        read_partitions(node.get("meta"), entry.file, name, [s.name for s in settings])
+        if kind is PluginType.EXTRACTOR
+        else None
+    )
     return Plugin(
         name=name,
         type=kind,
@@ -161,12 +168,13 @@ def _plugin(entry: _Located, kind: PluginType, overrides: Mapping[str, Any]) -> 
         executable=node.get("executable"),
         inherit_from=node.get("inherit_from"),
         capabilities=tuple(_plain(node.get("capabilities") or [])),
-        settings=_settings(entry),
+        settings=settings,
         config=config,
         select=tuple(select),
         extras=extras,
         mappings=tuple(mappings),
         commands=tuple(str(c) for c in commands),
+        partitions=partitions,
     )
 
 
@@ -204,6 +212,7 @@ def _resolve_inheritance(plugins: list[Plugin], sources: Mapping[str, Source]) -
                 extras=_deep_merge(parent.extras, plugin.extras),
                 mappings=plugin.mappings or parent.mappings,
                 commands=plugin.commands or parent.commands,
+                partitions=plugin.partitions or parent.partitions,
             )
         )
     return resolved

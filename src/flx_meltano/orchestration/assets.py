@@ -24,6 +24,7 @@ from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.checks import CheckOptions, check_specs
+from flx_meltano.orchestration.partitions import partitions_for
 from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
@@ -95,7 +96,8 @@ def meltano_pipeline_assets(
     """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams.
 
     ``schemas``: each stream's columns from the known catalog (its ``dagster/column_schema``);
-    ``checks``: the asset checks of every stream (None: none).
+    ``checks``: the asset checks of every stream (None: none). A partitioned extractor's
+    pipeline is partitioned too: each partition's run is one window.
     """
     specs = stream_specs(pipeline, translator or DagsterMeltanoTranslator(), schemas, freshness)
     keys = {stream: spec.key for stream, spec in specs.items()}
@@ -108,6 +110,7 @@ def meltano_pipeline_assets(
         check_specs=checks_of or None,
         can_subset=True,
         pool=pool_for(pipeline),
+        partitions_def=partitions_for(pipeline),
         retry_policy=retry_policy_for(pipeline, retry_policy),
         required_resource_keys={resource_key},
         op_tags={md.TAG_STATE_ID: tag_value(pipeline.id)},

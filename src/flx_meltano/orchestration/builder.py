@@ -17,6 +17,7 @@ from dagster import (
     DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    PartitionsDefinition,
     RetryPolicy,
     SensorDefinition,
 )
@@ -30,6 +31,7 @@ from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_asse
 from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.dbt_options import DbtOptions, is_dbt_plugin
 from flx_meltano.orchestration.outside_runs import StreamAssets, build_outside_runs_sensor
+from flx_meltano.orchestration.partitions import partitions_for
 from flx_meltano.orchestration.resource import MeltanoResource
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules, pipeline_job
 from flx_meltano.orchestration.sensors import (
@@ -214,14 +216,17 @@ def _keys_and_freshness(
     built: Sequence[tuple[PipelineDefinition, AssetsDefinition]], default_hours: float | None
 ) -> tuple[dict[tuple[str, str], list[AssetKey]], list[FreshnessRule]]:
     """The asset keys of each (extractor, loader) pair, and the freshness rule of each pipeline
-    that has one."""
+    that has one (not of partitioned pipelines: their runs are per window, asked by schedules
+    and backfills, and never move the main state id the stale sensor watches)."""
     keys: dict[tuple[str, str], list[AssetKey]] = {}
     rules: list[FreshnessRule] = []
     for pipeline, definition in built:
         pipeline_keys = list(definition.keys)
         keys[(pipeline.extractor.name, pipeline.loader.name)] = pipeline_keys
         max_age = freshness_of(pipeline, default_hours)
-        if max_age is not None:
+        if max_age is not None and pipeline.extractor.partitions is not None:
+            logger.info("%s is partitioned: the stale-pipeline sensor leaves it out", pipeline.id)
+        elif max_age is not None:
             rules.append(FreshnessRule(pipeline.id, tuple(pipeline_keys), max_age))
     return keys, rules
 
@@ -241,6 +246,27 @@ def _legacy_jobs(
         for s in schedules
         if s.extract_load is not None
     }
+
+
+def _job_partitions(
+    jobs: Sequence[Job],
+    built: Mapping[str, UnresolvedAssetJobDefinition],
+    legacy: Mapping[tuple[str, str], UnresolvedAssetJobDefinition],
+    pipelines: Sequence[PipelineDefinition],
+) -> dict[str, PartitionsDefinition[str]]:
+    """The partitions of each Dagster job that runs a partitioned pipeline, by job name."""
+    by_pair = {(p.extractor.name, p.loader.name): partitions_for(p) for p in pipelines}
+    found: dict[str, PartitionsDefinition[str]] = {}
+    for job in jobs:
+        pairs = [(b.extractor, b.loader) for task in job.tasks for b in task.extract_loads]
+        partitioned = [found_def for pair in pairs if (found_def := by_pair.get(pair)) is not None]
+        if partitioned:  # Dagster refuses a job over two different partitions definitions
+            found[built[job.name].name] = partitioned[0]
+    for pair, legacy_job in legacy.items():
+        pair_partitions = by_pair.get(pair)
+        if pair_partitions is not None:
+            found[legacy_job.name] = pair_partitions
+    return found
 
 
 def _resource(options: LocationOptions, settings: Settings, environment: str) -> MeltanoResource:
@@ -326,6 +352,7 @@ def build_location(options: LocationOptions) -> Definitions:
         legacy_jobs,
         execution_timezone=options.execution_timezone,
         default_status=options.default_schedule_status,
+        partitions=_job_partitions(jobs, job_build.jobs, legacy_jobs, pipelines),
     )
     resource = _resource(options, settings, env_name)
     return Definitions(

@@ -6,6 +6,7 @@ from typing import Final
 
 # Dagster's standard keys (the UI plots and shows them specially).
 ROW_COUNT: Final = "dagster/row_count"
+PARTITION_ROW_COUNT: Final = "dagster/partition_row_count"
 TABLE_NAME: Final = "dagster/table_name"
 COLUMN_SCHEMA: Final = "dagster/column_schema"
 
@@ -29,6 +30,7 @@ BOOKMARK: Final = "meltano/bookmark"
 RECORDS_UNKNOWN: Final = "meltano/records_unknown"
 STATE_WARNINGS: Final = "meltano/state_warnings"
 TRIGGER: Final = "meltano/trigger"  # who ran it: dagster, schedule, sensor, cli, api, meltano
+PARTITION: Final = "meltano/partition"
 
 # Asset check results of a stream (orchestration/checks.py).
 CHECK_DETAIL: Final = "meltano/check_detail"

@@ -112,6 +112,8 @@ def stream_metadata(
     }
     if result.records is not None:
         metadata[md.ROW_COUNT] = MetadataValue.int(result.records)
+        if execution.partition is not None:  # the rows of this partition's window
+            metadata[md.PARTITION_ROW_COUNT] = MetadataValue.int(result.records)
     elif execution.trigger is Trigger.MELTANO:
         metadata[md.RECORDS_UNKNOWN] = MetadataValue.text(
             "a bare `meltano run`, recorded from Meltano's system database: nobody counted its records"
@@ -121,6 +123,8 @@ def stream_metadata(
             f"neither {pipeline.extractor.name} nor {pipeline.loader.name} reported a per-stream "
             "record count (Singer SDK record_count metrics)"
         )
+    if execution.partition is not None:
+        metadata[md.PARTITION] = MetadataValue.text(execution.partition)
     if result.duration is not None:
         metadata[md.SYNC_DURATION_SECONDS] = MetadataValue.float(result.duration.seconds)
     if result.bookmark:
@@ -217,6 +221,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
             timeout_seconds=run_config.timeout_seconds or self.timeout_seconds,
             dagster_run_id=context.run.run_id,
             env=dict(run_config.env),
+            partition=context.partition_key if context.has_partition_key else None,
         )
 
     def run_pipeline(

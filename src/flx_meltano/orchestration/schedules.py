@@ -11,6 +11,7 @@ from dagster import (
     AssetsDefinition,
     AssetSelection,
     DefaultScheduleStatus,
+    PartitionsDefinition,
     ScheduleDefinition,
     define_asset_job,
 )
@@ -19,6 +20,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from flx_meltano.domain.project import Command, ExtractLoad, Job, PipelineDefinition, Schedule
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import meltano_command_asset
+from flx_meltano.orchestration.partitions import partitioned_schedule_fn
 from flx_meltano.orchestration.translator import dagster_name, pipeline_name, tag_value
 
 
@@ -111,8 +113,13 @@ def build_schedules(
     *,
     execution_timezone: str = "UTC",
     default_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
+    partitions: Mapping[str, PartitionsDefinition[str]] | None = None,
 ) -> list[ScheduleDefinition]:
-    """A Dagster schedule per Meltano schedule with a clock (``@manual``/``@once``/``@none`` skipped)."""
+    """A Dagster schedule per Meltano schedule with a clock (``@manual``/``@once``/``@none`` skipped).
+
+    ``partitions``: of the jobs (by Dagster job name) that run partitioned pipelines; their
+    schedules run the last window that has ended (every key of static partitions).
+    """
     built: list[ScheduleDefinition] = []
     for schedule in schedules:
         cron = schedule.cron
@@ -124,6 +131,8 @@ def build_schedules(
             job = pipeline_jobs[(schedule.extract_load.extractor, schedule.extract_load.loader)]
         else:
             continue
+        tags = {md.TAG_SCHEDULE: tag_value(schedule.name)}
+        job_partitions = (partitions or {}).get(job.name)
         built.append(
             ScheduleDefinition(
                 name=dagster_name(schedule.name),
@@ -132,7 +141,11 @@ def build_schedules(
                 execution_timezone=execution_timezone,
                 default_status=default_status,
                 description=f"Meltano schedule `{schedule.name}` ({schedule.interval})",
-                tags={md.TAG_SCHEDULE: tag_value(schedule.name)},
+                **(
+                    {"execution_fn": partitioned_schedule_fn(job_partitions, tags)}
+                    if job_partitions is not None
+                    else {"tags": tags}
+                ),
             )
         )
     return built

@@ -31,6 +31,7 @@ executions = sa.Table(
     sa.Column("duration_seconds", sa.Float),
     sa.Column("streams", JSONB, nullable=False),
     sa.Column("full_refresh", sa.Boolean, nullable=False),
+    sa.Column("partition", sa.Text),  # the Dagster partition key of a partitioned run
     sa.Column("error", sa.Text),
     sa.Column("failed_plugin", sa.Text),
     sa.Column("exit_code", sa.Integer),

@@ -97,12 +97,14 @@ class ShopSimulator:
         scale: Records per incremental stream per simulated day; also the product count.
         start_date: Beginning of the simulated timeline (UTC).
         as_of: The simulated "now"; records updated after it do not exist yet.
+        end_date: End of the window (exclusive): records updated at or after it are not emitted.
     """
 
     seed: int = DEFAULT_SEED
     scale: int = DEFAULT_SCALE
     start_date: datetime = _DEFAULT_START
     as_of: datetime = _DEFAULT_START + timedelta(days=1)
+    end_date: datetime | None = None
 
     def __post_init__(self) -> None:
         """Validate the parameters."""
@@ -118,15 +120,24 @@ class ShopSimulator:
         scale: int | None = None,
         start_date: str | datetime | None = None,
         as_of: str | datetime | None = None,
+        end_date: str | datetime | None = None,
     ) -> ShopSimulator:
-        """Build a simulator from (possibly missing) tap settings, applying the defaults."""
+        """Build a simulator from (possibly missing) tap settings, applying the defaults.
+
+        Without ``as_of``, the simulated now is ``end_date`` if given, else start_date + 1 day.
+        """
         start = parse_datetime(start_date if start_date is not None else DEFAULT_START_DATE)
-        now = parse_datetime(as_of) if as_of is not None else start + timedelta(days=1)
+        end = parse_datetime(end_date) if end_date is not None else None
+        if as_of is not None:
+            now = parse_datetime(as_of)
+        else:
+            now = end if end is not None else start + timedelta(days=1)
         return cls(
             seed=DEFAULT_SEED if seed is None else seed,
             scale=DEFAULT_SCALE if scale is None else scale,
             start_date=start,
             as_of=now,
+            end_date=end,
         )
 
     # -- timeline -------------------------------------------------------------------------
@@ -143,8 +154,11 @@ class ShopSimulator:
         return (delta.days * SECONDS_PER_DAY + delta.seconds) * 1_000_000 + delta.microseconds
 
     def end_index(self) -> int:
-        """Return how many incremental records exist at ``as_of`` (``updated_at <= as_of``)."""
+        """Return how many incremental records exist at ``as_of`` (``updated_at <= as_of`` and,
+        with an ``end_date``, ``updated_at < end_date``)."""
         limit = self._micros_since_start(self.as_of)
+        if self.end_date is not None:
+            limit = min(limit, self._micros_since_start(self.end_date) - 1)
         if limit < 0:
             return 0
         # largest k = index + 1 with floor(k * MICROS_PER_DAY / scale) <= limit
@@ -241,10 +255,7 @@ class ShopSimulator:
         """Return order record ``index`` (id ``index + 1``); its total sums its items."""
         customer_id, status, currency, _, age_seconds = self._order_header(index)
         total = sum(
-            (
-                Decimal(str(item["unit_price"])) * item["quantity"]
-                for item in self.order_items(index)
-            ),
+            (Decimal(str(item["unit_price"])) * item["quantity"] for item in self.order_items(index)),
             Decimal(0),
         )
         updated = self.updated_at(index)
@@ -260,7 +271,8 @@ class ShopSimulator:
         }
 
     def pending_indexes(self, after: datetime | None = None) -> range:
-        """Return the incremental record indexes with ``after < updated_at <= as_of``."""
+        """Return the incremental record indexes with ``after < updated_at <= as_of`` (and
+        ``< end_date``)."""
         return range(self.first_index_after(after), self.end_index())
 
 

@@ -68,6 +68,7 @@ class ShopSimStream(Stream):
             scale=self.config.get("scale"),
             start_date=self.config.get("start_date"),
             as_of=self.config.get("as_of"),
+            end_date=self.config.get("end_date"),
         )
 
     def _pace(self) -> None:
@@ -97,9 +98,10 @@ class _IncrementalShopSimStream(ShopSimStream):
             context: Stream partition or context dictionary (unused).
 
         Returns:
-            The simulator's ``as_of``.
+            The simulator's ``as_of`` (``end_date`` if earlier).
         """
-        return self.simulator.as_of
+        end = self.simulator.end_date
+        return min(self.simulator.as_of, end) if end is not None else self.simulator.as_of
 
     def get_records(self, context: Context | None) -> Iterable[Record]:
         """Yield records with ``bookmark < updated_at <= as_of``, oldest first.

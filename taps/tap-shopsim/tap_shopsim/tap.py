@@ -103,6 +103,14 @@ class TapShopSim(Tap):
             description="The simulated 'now'. Defaults to start_date + 1 day.",
         ),
         th.Property(
+            "end_date",
+            th.DateTimeType,
+            description=(
+                "End of the window (exclusive): no record updated at or after it is emitted. "
+                "Without as_of, the simulated 'now' is end_date."
+            ),
+        ),
+        th.Property(
             "api_key",
             th.StringType,
             secret=True,

@@ -345,3 +345,21 @@ def test_cli_fail_after_records_exits_non_zero(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "tap-shopsim: failing on purpose after 5 records (fail_after_records)" in proc.stderr
     assert sum(1 for m in _parse(proc.stdout) if m["type"] == "RECORD") == 5
+
+
+# -- windows (end_date) ---------------------------------------------------------------------
+
+
+def test_end_date_emits_only_records_before_it_and_is_the_default_as_of() -> None:
+    window = run_tap({**SAMPLE_CONFIG, "end_date": DAY_1})
+    end = parse_datetime(DAY_1)
+    for stream in ("customers", "orders"):
+        updated = [parse_datetime(r["updated_at"]) for r in window.records[stream]]
+        assert updated
+        assert all(parse_datetime(SAMPLE_CONFIG["start_date"]) < u < end for u in updated)
+    assert window.counts["orders"] == 9  # the 10th record is at end_date: the next window's
+    two_days = run_tap({**SAMPLE_CONFIG, "end_date": DAY_2})  # as_of defaults to end_date
+    assert two_days.counts["orders"] == 19
+    capped = run_tap({**SAMPLE_CONFIG, "as_of": DAY_1, "end_date": DAY_2})  # the earlier bound wins
+    assert capped.counts["orders"] == 10
+    assert bookmark(window.final_state, "orders") < DAY_1.replace("Z", "+00:00")
