@@ -105,6 +105,15 @@ class Seen:
         return any(arg.endswith("/tap-shopsim") for arg in self.argv) and "--discover" not in self.argv
 
 
+def _cmdline(pid: int) -> list[str]:
+    """The process's command line, empty if it is gone or has none (mid-exec, exiting)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.decode("utf-8", "replace").split("\0") if raw else []
+
+
 @dataclass
 class Lifetimes:
     """Polls /proc for processes whose environment names a load (``FLX_FAULT_LOAD=<load>``)."""
@@ -138,13 +147,16 @@ class Lifetimes:
             load = self._environ_load(pid)
             if load is None:
                 continue
-            if pid in self.seen and self.seen[pid].load == load:
-                self.seen[pid].last = now
+            # Read at every poll: a child caught between fork and exec shows its parent's command
+            # line (or none, mid-exec) with its parent's environment; only a later poll sees what
+            # it execs (a tap seen once as meltano was never taken for the tap).
+            argv = _cmdline(pid)
+            known = self.seen.get(pid)
+            if known is not None and known.load == load:
+                known.last = now
+                if argv and argv != known.argv:
+                    known.argv = argv
             else:
-                try:
-                    argv = (entry / "cmdline").read_bytes().decode("utf-8", "replace").split("\0")
-                except OSError:
-                    continue
                 self.seen[pid] = Seen(load, argv, now, now)
         self.latest = now
 
