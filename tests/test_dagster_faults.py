@@ -27,6 +27,7 @@ from tests.test_faults import (
     LOAD,
     SLOW_TAP,
     Lifetimes,
+    Seen,
     assert_every_record_once,
 )
 
@@ -84,12 +85,18 @@ def _run_config(tmp_path: Path, load: str, **extra: str) -> dict[str, Any]:
     )
 
 
-def wait_for_tap(dagster: DagsterDev, lifetimes: Lifetimes, run_id: str, load: str) -> int:
-    """The pid of the load's tap once it syncs (fails if the run ends first)."""
+def is_target(argv: list[str]) -> bool:
+    return any(arg.endswith("/target-jsonlines") for arg in argv)
+
+
+def wait_for_live_load(dagster: DagsterDev, lifetimes: Lifetimes, run_id: str, load: str) -> int:
+    """The pid of the load's tap once it syncs into a live target (fails if the run ends first)."""
     deadline = time.monotonic() + TAP_STARTS_SECONDS
     while True:
-        taps = [pid for pid, s in list(lifetimes.seen.items()) if s.load == load and s.is_tap_sync]
-        if taps:
+        latest = lifetimes.latest
+        alive = {pid: s for pid, s in list(lifetimes.seen.items()) if s.load == load and s.last >= latest}
+        taps = [pid for pid, s in alive.items() if s.is_tap_sync]
+        if taps and any(is_target(s.argv) for s in alive.values()):
             return taps[0]
         status = dagster.run_status(run_id)
         assert status not in {"SUCCESS", "FAILURE", "CANCELED"}, dagster.explain(run_id)
@@ -121,9 +128,11 @@ def test_kill_9_of_a_dagster_process_ends_the_load_frees_the_pool_and_a_rerun_lo
     lifetimes = Lifetimes(tag=tmp_path.name)
     with lifetimes.watching():
         first = dagster.launch("shop_to_files", run_config=_run_config(tmp_path, "first", **SLOW_TAP))
-        tap = wait_for_tap(dagster, lifetimes, first, "first")
-        time.sleep(1.0)  # some records loaded, far from the end
+        # Killed as soon as the tap syncs into the target: ~560 records at 40 ms each are ~20 s
+        # of loading left, so the kill lands in a live load (checked below), far from its end.
+        tap = wait_for_live_load(dagster, lifetimes, first, "first")
         chain = ancestors(tap)
+        assert Seen("first", chain[0][1], 0, 0).is_tap_sync, f"the tap {tap} ended before the kill"
         target = dagster_process(chain, victim)
         os.kill(target, signal.SIGKILL)
         faulted = time.monotonic()
