@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flx_meltano.application import queries
+from flx_meltano.application import queries, state_backup
 from flx_meltano.application import reconcile as reconcile_module
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.reconcile import StateIdBusy
@@ -523,11 +523,20 @@ def start_plain_run(env: dict[str, str], tag: str, load: str, **extra: str) -> s
     )
 
 
+def state_after(ctx: Any, execution: Any) -> Any:
+    """The payload of the snapshot the execution's state after refers to (its checksum checked)."""
+    ref = execution.state_after
+    assert ref is not None, f"execution {execution.id} refers to no state after"
+    snapshot = state_backup.get(ctx, ref.snapshot_id)
+    assert snapshot.checksum == ref.checksum, ref
+    return snapshot.state.payload()
+
+
 def assert_record_matches_output(execution: Any, ctx: Any, output: Path, *, counts_known: bool) -> None:
     """Per stream: the count is the output file's lines (or unknown), the bookmark Meltano's."""
     state = ctx.state_store.get(FILES_PIPELINE)
     assert state is not None
-    assert execution.state_after == state.payload()
+    assert state_after(ctx, execution) == state.payload()
     for stream in STREAM_KEYS:
         result = execution.results[stream]
         lines = len((output / f"{stream}.jsonl").read_text().splitlines())
@@ -650,7 +659,7 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     state = ctx.state_store.get(FILES_PIPELINE)
     assert state is not None
     assert state.bookmarks, "the killed load had saved some state"
-    assert execution.state_after == state.payload()
+    assert state_after(ctx, execution) == state.payload()
     unconfirmed = 0
     for stream in STREAM_KEYS:
         result = execution.results[stream]
