@@ -139,3 +139,16 @@ def test_a_store_outage_keeps_the_record_in_memory(meltano_sandbox, store_url):
     persist_retrying(ctx, execution, lambda uow: uow.executions.save(execution), outage, 1.0)
     assert not outage.down
     assert _status(ctx, execution.id).results["customers"].records == 3
+
+
+def test_an_outage_over_before_it_was_told_is_still_told_once():
+    # The heartbeat fails and then succeeds again between two lines of meltano's output.
+    outage = StoreOutage("the store at 127.0.0.1:9")
+    assert outage.announcement(30) is None  # nothing happened
+    outage.failed(ConnectionError("connection refused"))
+    outage.recovered()
+    assert not outage.down
+    line = outage.announcement(30)
+    assert line is not None
+    assert "connection refused" in line
+    assert outage.announcement(30) is None

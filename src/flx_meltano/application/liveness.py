@@ -32,6 +32,7 @@ class StoreOutage:
         self._next_try = 0.0
         self._delay = FIRST_RETRY_SECONDS
         self._announced = False
+        self._unannounced = False  # a try failed since; told even if the store is back by then
         self._lock = threading.Lock()
 
     @property
@@ -51,6 +52,7 @@ class StoreOutage:
             if self.down_since is None:
                 self.down_since = now
                 self._delay = FIRST_RETRY_SECONDS
+            self._unannounced = True
             self.reason = _first_line(exc)
             self._next_try = now + self._delay
             self._delay = min(self._delay * 2, MAX_RETRY_SECONDS)
@@ -74,9 +76,12 @@ class StoreOutage:
         return True
 
     def announcement(self, retry_seconds: float) -> str | None:
-        """The one line that tells the user about the outage (None if not down, or already said)."""
+        """The one line that tells the user about the outage (None if none yet, or already said).
+
+        An outage noticed by the heartbeat between two lines of meltano's output is told at the
+        next one even if the store is back by then (a beat ``recovered`` before it was said)."""
         with self._lock:
-            if self.down_since is None or self._announced:
+            if not self._unannounced or self._announced:
                 return None
             self._announced = True
         return (

@@ -353,6 +353,8 @@ def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, Non
                 yield StreamUpdate(execution, note.result)
         if (line := outage.announcement(retry_seconds)) is not None:
             yield LogUpdate("warning", None, line)
+    if (line := outage.announcement(retry_seconds)) is not None:  # noticed after meltano's last line
+        yield LogUpdate("warning", None, line)
 
 
 def _run_request(
