@@ -148,16 +148,16 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
     """``application.run.run_pipeline`` called from this interpreter, with a fresh AppContext."""
 
     def run_here(sandbox: Sandbox) -> Outcome:
-        from flx_meltano.application.context import AppContext
         from flx_meltano.application.pipelines import resolve
         from flx_meltano.application.run import RunOptions, run_pipeline
+        from flx_meltano.bootstrap import app_context
         from flx_meltano.domain.values import Trigger
         from flx_meltano.settings import Settings
 
         with extractor_lock():
             pass
         observer = PhaseObserver()
-        ctx = AppContext(settings=Settings(database_url=store_url, project_dir=REPO), env=sandbox.env)
+        ctx = app_context(Settings(database_url=store_url, project_dir=REPO), env=sandbox.env)
         try:
             [step] = resolve(ctx.project, REFERENCE_PIPELINE, ctx.environment)
             assert step.pipeline is not None

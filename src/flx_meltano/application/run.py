@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import Step, aggregate, resolve
+from flx_meltano.application.ports import LaunchedRun
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
 from flx_meltano.domain.errors import InvalidOption
@@ -20,7 +21,7 @@ from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, Trigger
 from flx_meltano.errors import FlxError
-from flx_meltano.integration.launcher import MeltanoRun, RunRequest
+from flx_meltano.integration.launcher import RunRequest
 from flx_meltano.integration.processes import this_host, this_pid
 from flx_meltano.integration.run_events import BlockCompleted, LogRecord
 from flx_meltano.integration.translator import ExecutionTracker, StreamConfirmed, StreamProgress
@@ -161,7 +162,7 @@ def execute_pipeline(
     # meltano spends its first seconds importing itself: it does so behind the launch gate while
     # the execution is opened and the state snapshotted, and runs only from run.start() on.
     request = _run_request(ctx, options, env, blocks=definition.blocks, run_id=run_id, definition=definition)
-    run = MeltanoRun(request).spawn()
+    run = ctx.launcher(request).spawn()
     try:
         execution, state_before = open_execution(ctx, definition, options)
     except BaseException:
@@ -208,7 +209,7 @@ def _tracker(opened: _OpenRun) -> ExecutionTracker:
     )
 
 
-def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, None]:
+def _follow(opened: _OpenRun, run: LaunchedRun) -> Generator[RunUpdate, None, None]:
     """Start the spawned run; translate its events into updates, recording each confirmed stream."""
     ctx, definition, execution, redact = opened.ctx, opened.definition, opened.execution, opened.redact
     tracker = opened.tracker
@@ -454,7 +455,7 @@ def execute_command(
     lines; CommandFailed if it fails."""
     options = options or RunOptions()
     env = {**ctx.run_env, **options.env}
-    run = MeltanoRun(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
+    run = ctx.launcher(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
     plugins = [p for p in ctx.project.plugins if p.name == command.plugin]
     redact = Redactor.for_plugins(plugins, env)
     failure: str | None = None

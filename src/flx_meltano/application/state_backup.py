@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.ports import StateStore, UnitOfWork
 from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
@@ -24,9 +25,7 @@ from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
 from flx_meltano.errors import FlxError, UsageError, choices
-from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 Progress = Callable[[int, int], None]
 
@@ -69,7 +68,7 @@ class BackupReport:
 
 
 def _live_states(
-    store: MeltanoStateStore,
+    store: StateStore,
     state_ids: Sequence[str] | None,
     pattern: str | None,
     progress: Progress | None = None,
@@ -171,7 +170,7 @@ class RestoreResult:
     dry_run: bool
 
 
-def _lock_state_ids(uow: SqlUnitOfWork, state_ids: Iterable[str]) -> list[PipelineExecution]:
+def _lock_state_ids(uow: UnitOfWork, state_ids: Iterable[str]) -> list[PipelineExecution]:
     """Take the pipeline row lock that opening an execution takes; the executions still active.
 
     Held until ``uow`` commits or rolls back: meanwhile no run of these state ids can open an
@@ -195,7 +194,7 @@ def _lock_state_ids(uow: SqlUnitOfWork, state_ids: Iterable[str]) -> list[Pipeli
 
 @contextmanager
 def _put_back_on_failure(
-    store: MeltanoStateStore, previous: Mapping[str, SingerState | None]
+    store: StateStore, previous: Mapping[str, SingerState | None]
 ) -> Iterator[list[str]]:
     """If the block fails, put back the previous state of every state id it named as written.
 
@@ -510,9 +509,7 @@ def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress 
     """
     live = ctx.state_store.get_many(pattern)
     env = {**ctx.run_env, "MELTANO_STATE_BACKEND_URI": to_backend_uri}
-    destination = MeltanoStateStore(
-        ctx.settings.project_dir, ctx.environment, env=env, redact=Redactor.for_plugins((), env)
-    )
+    destination = ctx.adapters.state_store(ctx.environment, env)
     try:
         for index, (state_id, state) in enumerate(sorted(live.items()), start=1):
             destination.set(state_id, state)

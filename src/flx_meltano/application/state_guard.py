@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flx_meltano.application.ports import UnitOfWork
 from flx_meltano.domain.execution import REGRESSION_WARNING
 from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
 def snapshot_if_changed(
-    uow: SqlUnitOfWork,
+    uow: UnitOfWork,
     state_id: str,
     state: SingerState,
     reason: SnapshotReason,

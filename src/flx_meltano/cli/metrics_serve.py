@@ -30,6 +30,7 @@ from typer.core import TyperGroup
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.monitoring import store_figures
+from flx_meltano.bootstrap import app_context
 from flx_meltano.cli.context import settings
 from flx_meltano.cli.output import console
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
@@ -160,7 +161,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - an exporter is scraped from elsewhere
 ) -> None:
     """Serve Prometheus metrics of every pipeline and stream at /metrics, read from the store per scrape."""
-    ctx = AppContext(settings=settings())
+    ctx = app_context(settings())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -170,7 +171,7 @@ def serve(
         signal.signal(signum, on_signal)
     server, thread = start_http_server(port, addr=host, registry=registry_for(ctx))
     console.print(
-        f"serving http://{host}:{server.server_port}/metrics from {redact_url(ctx.location.store_url)} "
+        f"serving http://{host}:{server.server_port}/metrics from {redact_url(ctx.store_url())} "
         "(Ctrl-C or SIGTERM stops)",
         highlight=False,
     )

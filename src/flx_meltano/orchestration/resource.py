@@ -23,6 +23,7 @@ from pydantic import Field
 
 from flx_meltano.application import run as run_use_case
 from flx_meltano.application.context import AppContext
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
@@ -160,7 +161,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def app_context(self) -> AppContext:
         """A fresh application context for one run."""
-        return AppContext(settings=self.settings(), env=dict(self.env))
+        return app_context(self.settings(), env=self.env)
 
     def _options(  # the one mapping of the resource and MeltanoRunConfig onto RunOptions
         self,
