@@ -136,6 +136,7 @@ def test_backup_snapshots_only_changes_unless_a_new_label_names_the_moment(proje
     ctx = context(project, states={PLAIN: GOOD, OTHER: BETTER})
     first = state_backup.backup(ctx)
     assert sorted(s.state_id for s in first.taken) == [OTHER, PLAIN]
+    assert {s.taken_at for s in first.taken} == {ctx.adapters.clock.time}  # the Clock port's time
 
     again = state_backup.backup(ctx)
     assert (again.taken, again.unchanged) == ([], [OTHER, PLAIN])

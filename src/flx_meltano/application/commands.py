@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.domain.execution import PipelineExecution
@@ -49,7 +48,7 @@ def mark_crashed(ctx: AppContext, execution_id: str, reason: str) -> PipelineExe
     with ctx.unit_of_work() as uow:
         execution = uow.executions.get(execution_id, for_update=True)
         if execution.status.is_active:
-            execution.crash(reason, at=datetime.now(UTC))
+            execution.crash(reason, at=ctx.now())
             uow.executions.save(execution)
             uow.commit()
         return execution

@@ -50,10 +50,6 @@ class ExecutionRunning(StateError):
     """An execution of the state id is RUNNING; restoring now would race it."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _aware(moment: datetime | None) -> datetime | None:
     """A date-time without a time zone (as typed on a command line) is taken as UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
@@ -112,7 +108,7 @@ def backup(
                 newest = None if sid in changed else uow.snapshots.latest(sid)
                 if newest is not None and newest.label != label:
                     changed[sid] = st
-        taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=_now(), label=label)
+        taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=ctx.now(), label=label)
         uow.commit()
     return BackupReport(taken=taken, unchanged=sorted(set(live) - set(changed)))
 
@@ -279,13 +275,13 @@ def _restore(
             )
         pre_restore = None
         if current is not None:
-            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE)
+            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE, at=ctx.now())
         with _put_back_on_failure(ctx.state_store, {target: current}) as written:
             written.append(target)
             ctx.state_store.set(target, snapshot.state)
             restored = StateRestored(
                 target,
-                _now(),
+                ctx.now(),
                 snapshot_id=snapshot.id,
                 source_state_id=snapshot.state_id,
                 pre_restore_snapshot_id=pre_restore,
@@ -339,7 +335,7 @@ def restore_previous(
     pruned = StateSnapshot(  # stored again now, as the flagged run's pre-run snapshot
         id=0,
         state_id=state_id,
-        taken_at=_now(),
+        taken_at=ctx.now(),
         reason=SnapshotReason.PRE_RUN,
         checksum=good.checksum,
         state=good,
@@ -374,7 +370,7 @@ def export(
     live = _live_states(ctx.state_store, state_ids, pattern, progress)
     text = state_file.render(
         [state_file.ExportedState(sid, st) for sid, st in sorted(live.items())],
-        exported_at=_now(),
+        exported_at=ctx.now(),
         source={
             "project": str(ctx.settings.project_dir),
             "environment": ctx.environment,

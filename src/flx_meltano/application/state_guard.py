@@ -16,13 +16,16 @@ def snapshot_if_changed(
     state: SingerState,
     reason: SnapshotReason,
     execution_id: str | None = None,
+    *,
+    at: datetime | None = None,
 ) -> int:
-    """The id of a snapshot holding ``state``: the newest one if identical, else a new one."""
+    """The id of a snapshot holding ``state``: the newest one if identical, else a new one (taken
+    ``at``, default now)."""
     newest = uow.snapshots.latest(state_id)
     if newest is not None and newest.checksum == state.checksum:
         return newest.id
     return uow.snapshots.add(
-        state_id, state, reason=reason, at=datetime.now(UTC), execution_id=execution_id
+        state_id, state, reason=reason, at=at or datetime.now(UTC), execution_id=execution_id
     ).id
 
 
