@@ -133,6 +133,26 @@ class PhaseObserver:
         else:
             self.closed = time.perf_counter()
 
+    def follow(self, updates: Any) -> Any:
+        """Consume a run's updates (RunUpdate), timing them; the closed execution."""
+        from contextlib import closing
+
+        from flx_meltano.application.run import ExecutionUpdate, LogUpdate, ProgressUpdate, StreamUpdate
+
+        execution = None
+        with closing(updates):
+            for update in updates:
+                if isinstance(update, LogUpdate):
+                    self.on_log(update.level, update.plugin, update.message)
+                elif isinstance(update, ProgressUpdate):
+                    self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+                elif isinstance(update, StreamUpdate):
+                    self.on_stream(update.execution, update.result)
+                elif isinstance(update, ExecutionUpdate):
+                    self.on_execution(update.execution)
+                    execution = update.execution
+        return execution
+
     def phases(self) -> dict[str, float]:
         """Seconds before meltano started (open) and after its last output (close)."""
         if self.opened is None or self.closed is None:
@@ -149,7 +169,7 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
 
     def run_here(sandbox: Sandbox) -> Outcome:
         from flx_meltano.application.pipelines import resolve
-        from flx_meltano.application.run import RunOptions, run_pipeline
+        from flx_meltano.application.run import RunOptions, execute_pipeline
         from flx_meltano.bootstrap import app_context
         from flx_meltano.domain.values import Trigger
         from flx_meltano.settings import Settings
@@ -161,7 +181,7 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
         try:
             [step] = resolve(ctx.project, REFERENCE_PIPELINE, ctx.environment)
             assert step.pipeline is not None
-            execution = run_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API), observer)
+            execution = observer.follow(execute_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API)))
         finally:
             ctx.close()
         seconds = time.perf_counter() - observer.start
