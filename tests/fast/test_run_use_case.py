@@ -201,3 +201,24 @@ def test_a_second_run_of_a_running_pipeline_is_refused_before_writing(project):
     with ctx.unit_of_work() as uow:
         assert len(uow.executions.history_of(PLAIN)) == 1
     first.close()
+
+
+@pytest.mark.parametrize(
+    ("job", "log", "records"),
+    [
+        # Recorded after the incremental change: the SDK tap re-reads the bookmark row (1,001).
+        ("mapped", "mapped.jsonl", {"public-events": 1001, "public-customers": 50}),
+        # singer-python plugins: counts with empty tags, so unknown (None), never a made-up 0.
+        ("pipelinewise", "pipelinewise_to_jsonl.jsonl", {"public-events": None, "public-customers": None}),
+    ],
+)
+def test_the_conformance_jobs_record_exact_counts_from_their_plugins_logs(project, job, log, records):
+    store = InMemoryStateStore()
+    ctx = fake_context(project, CONFORMANCE, "test", states=store, launcher=ReplayLauncher(Recording(log)))
+    [step] = resolve(ctx.project, job, "test")
+    assert step.pipeline is not None
+    execution = run_pipeline(ctx, step.pipeline)
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    assert {r.stream: r.records for r in execution.results.values()} == records
+    [run] = adapters(ctx).launcher.runs
+    assert run.request.blocks == step.pipeline.blocks
