@@ -90,6 +90,18 @@ def test_a_subclass_overrides_get_asset_spec_before_translation():
     assert (spec.tags["custom"], spec.tags["t"]) == ("orders", "1")
 
 
+def test_check_settings_choose_the_streams_checks():
+    def names(defs) -> set[str]:
+        graph = defs.resolve_asset_graph()
+        return {
+            k.name for k in graph.asset_check_keys if k.asset_key == AssetKey(["files", "shop", "orders"])
+        }
+
+    assert names(_defs()) == {"schema_drift", "bookmark_regression", "row_count_anomaly"}
+    assert names(_defs(checks={"row_count_history": 0, "schema_drift": False})) == {"bookmark_regression"}
+    assert names(_defs(checks={"enabled": False})) == set()
+
+
 def test_a_bad_attribute_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"attribute sensors\.stale_pipelines: 'SOMETIMES' is not RUNNING"):
         _defs(sensors={"stale_pipelines": "SOMETIMES"})
@@ -141,4 +153,8 @@ def test_a_scaffolded_dg_project_checks_and_lists_the_stream_assets(tmp_path):
     assert {"staging/stg_customers", "staging/stg_orders", "customer_revenue"} <= keys
     checks = {check["key"] for check in found["asset_checks"]}
     assert "customer_revenue:unique_customer_revenue_customer_id" in checks
+    for stream in STREAMS:  # the stream assets' own checks
+        for name in ("schema_drift", "bookmark_regression", "row_count_anomaly"):
+            assert f"files/shop/{stream}:{name}" in checks
+            assert f"raw_shop/{stream}:{name}" in checks
     assert {job["name"] for job in found["jobs"]} >= {"shop_to_files", "shop_to_warehouse"}

@@ -307,6 +307,83 @@ def test_asset_catalog_lists_the_streams_and_the_group_graph_renders(dagster, tm
     assert len(data) > 20_000, f"{png} is only {len(data)} bytes: a blank page?"
 
 
+def _reload_location(dagster: DagsterDev, key: list[str], label: str) -> None:
+    """Reload the code location (it reads the catalogs again) until ``key`` has metadata ``label``."""
+    reloaded = dagster.gql(
+        "mutation Reload($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) "
+        "{ __typename } }",
+        name=dagster.location,
+    )
+    assert reloaded["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry", reloaded
+    deadline = time.monotonic() + STARTUP_SECONDS
+    labels: list[str] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # answers with an error while the location loads
+            data = dagster.gql(
+                "query Node($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) "
+                "{ __typename ... on AssetNode { metadataEntries { label } } } }",
+                key={"path": key},
+            )
+            labels = [e["label"] for e in data["assetNodeOrError"].get("metadataEntries", [])]
+            if label in labels:
+                return
+        time.sleep(1)
+    pytest.fail(f"{'/'.join(key)} has no {label} after reloading the location: {labels}")
+
+
+def _page(url: str, expected: list[str], png: Path, profile: Path) -> str:
+    """The page's text once every ``expected`` string is in it (polled: the UI renders after its
+    GraphQL queries answer, which on a busy machine can outlast Chromium's virtual-time budget),
+    then a screenshot of it."""
+    deadline = time.monotonic() + 120
+    while True:
+        dom = _chromium("--dump-dom", url, user_data=profile)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        missing = [text for text in expected if text not in dom.stdout]
+        if not missing or time.monotonic() > deadline:
+            break
+    assert missing == [], f"{missing} not on {url}"
+    png.unlink(missing_ok=True)
+    shot = _chromium(f"--screenshot={png}", url, user_data=profile)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000, f"{png} is only {len(data)} bytes: a blank page?"
+    print(f"screenshot: {png}")
+    return dom.stdout
+
+
+def test_an_asset_page_shows_its_column_schema_and_checks_and_the_lineage_reaches_dbt(dagster, tmp_path):
+    """Screenshots (paths printed) of a stream asset's page, its checks and the lineage to dbt."""
+    assert dagster.gql("mutation { setNuxSeen }")["setNuxSeen"] is True
+    run_id = dagster.launch("shop_to_files", asset_selection=[[*FILES_PREFIX, "customers"]])
+    assert dagster.wait_for_run(run_id) == "SUCCESS", dagster.explain(run_id)
+    # The run wrote the catalog Meltano gave the tap; a reload of the location reads it.
+    _reload_location(dagster, [*FILES_PREFIX, "customers"], "dagster/column_schema")
+    shots, profile = tmp_path / "screenshots", tmp_path / "profile"
+    shots.mkdir()
+    asset = f"{dagster.url}/assets/{'/'.join(FILES_PREFIX)}/customers"
+
+    overview = _page(
+        asset, ["Columns", "updated_at", "Primary key", "Replication key"], shots / "asset.png", profile
+    )
+    assert "string(date-time)" in overview
+    checks = _page(
+        f"{asset}?view=checks",
+        ["schema_drift", "bookmark_regression", "row_count_anomaly"],
+        shots / "asset-checks.png",
+        profile,
+    )
+    assert "flx-meltano state restore-previous" in checks  # the blocking check's description
+    lineage = _page(
+        f"{dagster.url}/assets/customer_revenue?view=lineage&lineageScope=upstream&lineageDepth=4",
+        ["customer_revenue", "stg_orders", "stg_customers", "raw_shop"],
+        shots / "lineage.png",
+        profile,
+    )
+    assert "orders" in lineage
+
+
 def test_op_config_may_set_only_full_refresh_for_one_run(dagster):
     """A one-off full refresh is op config (MeltanoRunConfig); nothing else has to be repeated."""
     selector = dagster.selector("shop_to_files")

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.plugins import PluginType
 from flx_meltano.domain.project import Command, ExtractLoad, PipelineDefinition, ProjectModel
+from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.errors import UsageError, choices
-from flx_meltano.integration.catalog import UnmatchedRule, known_catalog, streams_for, unmatched_rules
+from flx_meltano.integration.catalog import (
+    UnmatchedRule,
+    known_catalog,
+    run_catalog,
+    streams_for,
+    unmatched_rules,
+)
 from flx_meltano.integration.destinations import destination_of
 
 
@@ -61,6 +68,23 @@ def unmatched_select_rules(project: ProjectModel) -> list[UnmatchedRule]:
         if known is not None:
             found.extend(unmatched_rules(project, extractor, known))
     return found
+
+
+def stream_schemas(project: ProjectModel, extractor: str) -> Mapping[str, StreamSchema]:
+    """Each stream's columns from the extractor's known catalog (empty when it is not known).
+
+    Read once per version of the catalog file in a process: a new discovery or run shows up at
+    the next load of the definitions, and no ``meltano`` is started for it.
+    """
+    catalog = known_catalog(project.root, extractor)
+    return catalog.schemas if catalog is not None else {}
+
+
+def run_stream_schemas(project: ProjectModel, extractor: str) -> Mapping[str, StreamSchema]:
+    """Each stream's columns as Meltano gave them to the extractor in its latest (or current) run:
+    the schemas its SCHEMA messages carry (a Singer SDK tap writes them from that catalog)."""
+    catalog = run_catalog(project.root, extractor)
+    return catalog.schemas if catalog is not None else {}
 
 
 def aggregate(definition: PipelineDefinition) -> Pipeline:

@@ -225,6 +225,28 @@ def restore_command(
         console.print(f"the state before is kept as snapshot {result.pre_restore_snapshot_id}")
 
 
+@app.command("restore-previous")
+def restore_previous_command(
+    state_id: Annotated[str, typer.Argument(help="The state id whose last good state to put back.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Restore even while an execution is RUNNING.")] = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put back the state before a run flagged as a regression (``restore --previous STATE_ID``)."""
+    restore_command(
+        snapshot_id=None,
+        to_state_id=None,
+        previous=state_id,
+        dry_run=dry_run,
+        force=force,
+        yes=yes,
+        as_json=as_json,
+    )
+
+
 @app.command("export")
 def export_command(
     path: Annotated[Path, typer.Argument(help="File to write.")],

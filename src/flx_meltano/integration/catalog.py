@@ -12,14 +12,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import ProjectModel, Source, selected_streams, streams_named_by
+from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.integration.errors import IntegrationError, LaunchError
 from flx_meltano.integration.meltano_cli import run_meltano
+from flx_meltano.integration.singer_schema import stream_schema
 
 
 class CatalogMissing(IntegrationError):
@@ -37,6 +39,11 @@ class Catalog:
     def streams(self) -> tuple[str, ...]:
         """Every stream id of the catalog (selected or not), in catalog order."""
         return tuple(self.entries)
+
+    @cached_property
+    def schemas(self) -> Mapping[str, StreamSchema]:
+        """Each stream's columns and keys (parsed once per file version: ``_read`` is cached)."""
+        return {stream: schema for stream, entry in self.entries.items() if (schema := stream_schema(entry))}
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,17 @@ def known_catalog(project_root: Path | str, extractor: str) -> Catalog | None:
         if catalog is not None:
             return catalog
     return None
+
+
+def run_catalog(project_root: Path | str, extractor: str) -> Catalog | None:
+    """The catalog Meltano gave ``extractor`` in its latest run (it writes it before the tap starts:
+    discovered again when the tap's settings changed, with the selection applied), or None."""
+    path = meltano_catalog_path(project_root, extractor)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read(path, mtime)
 
 
 def discovered_streams(project_root: Path | str, extractor: str) -> tuple[str, ...] | None:

@@ -55,8 +55,10 @@ _ENV_REFERENCE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 def _setting(plugin: Plugin, name: str, project_root: str, env: Mapping[str, str]) -> Any:
     """A config value with ``$VAR`` references expanded as Meltano would (the run's environment,
-    ``MELTANO_PROJECT_ROOT``); None when a variable it names is not set."""
-    value = plugin.config.get(name)
+    ``MELTANO_PROJECT_ROOT``); None when a variable it names is not set. The setting's own
+    variable (``TARGET_JSONLINES_DESTINATION_PATH``) wins over meltano.yml, as in Meltano."""
+    override = env.get(f"{plugin.name}_{name}".upper().replace("-", "_"))
+    value = override if override else plugin.config.get(name)
     if not isinstance(value, str) or "$" not in value:
         return value
     environ = {**env, "MELTANO_PROJECT_ROOT": project_root}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flx_meltano.orchestration.assets import meltano_command_asset, meltano_pipeline_assets
+from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.definitions import build_definitions
 from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules
@@ -10,6 +11,7 @@ from flx_meltano.orchestration.sensors import build_crash_reconciler_sensor, bui
 from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, MeltanoStream
 
 __all__ = [
+    "CheckOptions",
     "DagsterMeltanoTranslator",
     "MeltanoResource",
     "MeltanoRunConfig",

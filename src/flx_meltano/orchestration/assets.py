@@ -4,9 +4,11 @@
 # the decorated functions at definition time and needs the real class, not a string.
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
@@ -19,7 +21,9 @@ from dagster import (
 )
 
 from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.checks import CheckOptions, check_specs
 from flx_meltano.orchestration.resource import MeltanoResource, MeltanoRunConfig
 from flx_meltano.orchestration.translator import (
     DagsterMeltanoTranslator,
@@ -64,9 +68,18 @@ def retry_policy_for(pipeline: PipelineDefinition, default: RetryPolicy | None =
     )
 
 
-def stream_specs(pipeline: PipelineDefinition, translator: DagsterMeltanoTranslator) -> dict[str, AssetSpec]:
+def stream_specs(
+    pipeline: PipelineDefinition,
+    translator: DagsterMeltanoTranslator,
+    schemas: Mapping[str, StreamSchema] | None = None,
+    freshness: timedelta | None = None,
+) -> dict[str, AssetSpec]:
     """One AssetSpec per selected stream of the pipeline, by stream name."""
-    return {stream: translator.get_asset_spec(MeltanoStream(pipeline, stream)) for stream in pipeline.streams}
+    schemas = schemas or {}
+    return {
+        stream: translator.get_asset_spec(MeltanoStream(pipeline, stream, schemas.get(stream), freshness))
+        for stream in pipeline.streams
+    }
 
 
 def meltano_pipeline_assets(
@@ -75,14 +88,24 @@ def meltano_pipeline_assets(
     translator: DagsterMeltanoTranslator | None = None,
     retry_policy: RetryPolicy | None = None,
     resource_key: str = RESOURCE_KEY,
+    schemas: Mapping[str, StreamSchema] | None = None,
+    freshness: timedelta | None = None,
+    checks: CheckOptions | None = None,
 ) -> AssetsDefinition:
-    """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams."""
-    specs = stream_specs(pipeline, translator or DagsterMeltanoTranslator())
+    """A subsettable multi-asset for one pipeline: materializing a subset runs only those streams.
+
+    ``schemas``: each stream's columns from the known catalog (its ``dagster/column_schema``);
+    ``checks``: the asset checks of every stream (None: none).
+    """
+    specs = stream_specs(pipeline, translator or DagsterMeltanoTranslator(), schemas, freshness)
     keys = {stream: spec.key for stream, spec in specs.items()}
+    checks_of = [c for spec in specs.values() for c in check_specs(spec.key, checks)] if checks else []
+    catalog_schemas = {stream: schemas[stream] for stream in keys if schemas and stream in schemas}
 
     @multi_asset(
         name=pipeline_name(pipeline),
         specs=list(specs.values()),
+        check_specs=checks_of or None,
         can_subset=True,
         pool=pool_for(pipeline),
         retry_policy=retry_policy_for(pipeline, retry_policy),
@@ -92,9 +115,11 @@ def meltano_pipeline_assets(
     )
     def _pipeline(
         context: AssetExecutionContext, config: MeltanoRunConfig
-    ) -> Iterator[MaterializeResult[Any] | AssetObservation]:
+    ) -> Iterator[MaterializeResult[Any] | AssetObservation | AssetCheckResult]:
         meltano: MeltanoResource = getattr(context.resources, resource_key)
-        yield from meltano.run_pipeline(context, pipeline, keys, config)
+        yield from meltano.run_pipeline(
+            context, pipeline, keys, config, checks=checks, schemas=catalog_schemas
+        )
 
     return _pipeline
 

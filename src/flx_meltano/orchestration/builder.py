@@ -22,10 +22,11 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from flx_meltano.application.pipelines import all_pipelines, unmatched_select_rules
+from flx_meltano.application.pipelines import all_pipelines, stream_schemas, unmatched_select_rules
 from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.project import Job, PipelineDefinition, ProjectModel, Schedule
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
+from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.dbt_options import DbtOptions, is_dbt_plugin
 from flx_meltano.orchestration.resource import MeltanoResource
 from flx_meltano.orchestration.schedules import build_jobs, build_schedules, pipeline_job
@@ -94,6 +95,7 @@ class LocationOptions:
         translator: how a stream becomes an AssetSpec.
         resource: the ``meltano`` resource's settings.
         dbt: how the dbt utility's project becomes assets; None keeps dbt commands opaque.
+        checks: the asset checks of every stream; None: no checks.
         retry_policy: default retry of pipeline steps (``meta.dagster.retry`` wins).
         execution_timezone: of the schedules.
         default_schedule_status: of the schedules.
@@ -108,6 +110,7 @@ class LocationOptions:
     translator: DagsterMeltanoTranslator = field(default_factory=DagsterMeltanoTranslator)
     resource: ResourceOptions = field(default_factory=ResourceOptions)
     dbt: DbtOptions | None = field(default_factory=DbtOptions)
+    checks: CheckOptions | None = field(default_factory=CheckOptions)
     retry_policy: RetryPolicy | None = None
     execution_timezone: str = "UTC"
     default_schedule_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED
@@ -273,7 +276,17 @@ def build_location(options: LocationOptions) -> Definitions:
     for rule in unmatched_select_rules(project):  # its stream is left out of the assets
         logger.warning("%s; no asset for it", rule)
     built = [
-        (p, meltano_pipeline_assets(p, translator=options.translator, retry_policy=options.retry_policy))
+        (
+            p,
+            meltano_pipeline_assets(
+                p,
+                translator=options.translator,
+                retry_policy=options.retry_policy,
+                schemas=stream_schemas(project, p.extractor.name),
+                freshness=freshness_of(p, options.default_freshness_hours),
+                checks=options.checks,
+            ),
+        )
         for p in pipelines
     ]
     _check_unique_keys(built)

@@ -47,6 +47,7 @@ from dagster.components.utils.translation import (
 from pydantic import BaseModel
 
 from flx_meltano.orchestration.builder import LocationOptions, PipelineFilter, ResourceOptions, build_location
+from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.dbt_options import DbtOptions
 from flx_meltano.orchestration.translator import DagsterMeltanoTranslator, MeltanoStream
 from flx_meltano.settings import find_project_dir
@@ -118,6 +119,17 @@ class SensorSettings(Resolvable):
     default_freshness_hours: float | None = None
 
 
+@dataclass
+class CheckSettings(Resolvable):
+    """The asset checks of every stream (see flx_meltano.orchestration.CheckOptions)."""
+
+    enabled: bool = True
+    schema_drift: bool = True
+    schema_drift_severity: Literal["WARN", "ERROR"] = "WARN"
+    bookmark_regression: bool = True
+    row_count_history: int = 3
+
+
 def _status(value: str, attribute: str) -> str:
     """A schedule or sensor status; templates bypass the schema's enum, so check it here too."""
     if value not in ("RUNNING", "STOPPED"):
@@ -181,6 +193,7 @@ class MeltanoProjectComponent(Component, Resolvable):
         dbt: where the dbt utility's project is and which dbt runs it.
         schedules: timezone and default status of the schedules.
         sensors: default status of the sensors, and a default freshness.
+        checks: the asset checks of every stream (schema drift, bookmark regression, row count).
     """
 
     project_dir: ResolvedPath
@@ -197,6 +210,7 @@ class MeltanoProjectComponent(Component, Resolvable):
     dbt: DbtSettings = field(default_factory=DbtSettings)
     schedules: ScheduleSettings = field(default_factory=ScheduleSettings)
     sensors: SensorSettings = field(default_factory=SensorSettings)
+    checks: CheckSettings = field(default_factory=CheckSettings)
 
     @cached_property
     def _base_translator(self) -> DagsterMeltanoTranslator:
@@ -233,6 +247,14 @@ class MeltanoProjectComponent(Component, Resolvable):
                 exclude=dbt.exclude,
             )
             if dbt.enabled
+            else None,
+            checks=CheckOptions(
+                schema_drift=self.checks.schema_drift,
+                schema_drift_severity=self.checks.schema_drift_severity,
+                bookmark_regression=self.checks.bookmark_regression,
+                row_count_history=self.checks.row_count_history,
+            )
+            if self.checks.enabled
             else None,
             execution_timezone=self.schedules.execution_timezone,
             default_schedule_status=DefaultScheduleStatus(

@@ -14,6 +14,7 @@ from flx_meltano.orchestration.builder import (
     build_location,
     freshness_of,
 )
+from flx_meltano.orchestration.checks import CheckOptions
 from flx_meltano.orchestration.dbt_options import DbtOptions
 from flx_meltano.orchestration.translator import DagsterMeltanoTranslator
 
@@ -38,11 +39,13 @@ def build_definitions(
     include: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
     dbt: DbtOptions | None = DbtOptions(),  # noqa: B008 - frozen, so one shared default is safe
+    checks: CheckOptions | None = CheckOptions(),  # noqa: B008 - frozen too
 ) -> Definitions:
     """Assets, jobs, schedules, sensors and the ``meltano`` resource for a Meltano project.
 
     ``include``/``exclude`` pick pipelines by glob on their id or name; ``dbt`` places the dbt
-    utility's project (``dbt=None`` keeps dbt command blocks as single command assets). The same
+    utility's project (``dbt=None`` keeps dbt command blocks as single command assets); ``checks``
+    sets the streams' asset checks (e.g. ``CheckOptions(row_count_history=5)``; None: no checks). The same
     builder serves ``MeltanoProjectComponent``. Reads meltano.yml, the stream catalog and the dbt
     manifest only: no ``meltano`` process, no database access.
     """
@@ -59,6 +62,7 @@ def build_definitions(
                 timeout_seconds=timeout_seconds,
             ),
             dbt=dbt,
+            checks=checks,
             retry_policy=retry_policy,
             execution_timezone=execution_timezone,
             default_schedule_status=default_schedule_status,

@@ -7,6 +7,7 @@ from typing import Final
 # Dagster's standard keys (the UI plots and shows them specially).
 ROW_COUNT: Final = "dagster/row_count"
 TABLE_NAME: Final = "dagster/table_name"
+COLUMN_SCHEMA: Final = "dagster/column_schema"
 
 # Asset definition metadata of a stream.
 STATE_ID: Final = "meltano/state_id"
@@ -23,6 +24,14 @@ SYNC_DURATION_SECONDS: Final = "meltano/sync_duration_seconds"
 BOOKMARK: Final = "meltano/bookmark"
 RECORDS_UNKNOWN: Final = "meltano/records_unknown"
 STATE_WARNINGS: Final = "meltano/state_warnings"
+
+# Asset check results of a stream (orchestration/checks.py).
+CHECK_DETAIL: Final = "meltano/check_detail"
+DRIFT_FROM_CATALOG: Final = "meltano/drift_from_catalog"
+DRIFT_FROM_PREVIOUS: Final = "meltano/drift_from_previous_run"
+COLUMNS_ADDED: Final = "meltano/columns_added"
+COLUMNS_REMOVED: Final = "meltano/columns_removed"
+COLUMNS_CHANGED: Final = "meltano/columns_changed"
 
 # Failure metadata of a pipeline step.
 FAILED_PLUGIN: Final = "meltano/failed_plugin"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
@@ -26,8 +27,11 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
+from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, StreamStatus, Trigger
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.checks import CheckOptions
+from flx_meltano.orchestration.stream_checks import StreamChecks
 from flx_meltano.settings import Settings
 
 _LEVELS = {
@@ -108,6 +112,11 @@ def stream_metadata(
         metadata[md.SYNC_DURATION_SECONDS] = MetadataValue.float(result.duration.seconds)
     if result.bookmark:
         metadata[md.BOOKMARK] = MetadataValue.json(result.bookmark)
+    destination = pipeline.destinations.get(result.stream)
+    if destination is not None and destination.qualified_table:
+        metadata[md.TABLE_NAME] = MetadataValue.text(destination.qualified_table)
+    elif destination is not None and destination.path:  # a file target: the file it wrote
+        metadata[md.PATH] = MetadataValue.path(destination.path)
     return metadata
 
 
@@ -187,10 +196,14 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         pipeline: PipelineDefinition,
         stream_keys: Mapping[str, AssetKey],
         run_config: MeltanoRunConfig | None = None,
-    ) -> Iterator[MaterializeResult[Any] | AssetObservation]:
+        *,
+        checks: CheckOptions | None = None,
+        schemas: Mapping[str, StreamSchema] | None = None,
+    ) -> Iterator[MaterializeResult[Any] | AssetObservation | AssetCheckResult]:
         """Run the selected streams of ``pipeline``; yield each one's result once the loader confirms it.
 
         Streams the loader never confirmed are not reported; the step then fails naming the plugin.
+        ``checks`` are evaluated against ``schemas`` (the catalog the definitions were built from).
         """
         selected = context.selected_asset_keys
         streams = tuple(s for s, key in stream_keys.items() if key in selected)
@@ -198,6 +211,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         ctx = self.app_context()
         log = CollapsedLog(context)
         execution: PipelineExecution | None = None
+        stream_checks = StreamChecks(context, ctx.project, pipeline, checks, dict(schemas or {}))
         try:
             options = self._options(context, subset, run_config)
             # closing(): when Dagster interrupts this step, the run's own clean-up (stop meltano,
@@ -209,9 +223,14 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
                     elif isinstance(update, run_use_case.StreamUpdate):
                         key = stream_keys.get(update.result.stream)
                         if key is not None and update.result.status is StreamStatus.SUCCEEDED:
+                            extra, check_results = stream_checks.on_stream(key, update.result)
                             yield MaterializeResult(
                                 asset_key=key,
-                                metadata=stream_metadata(pipeline, update.execution, update.result),
+                                metadata={
+                                    **stream_metadata(pipeline, update.execution, update.result),
+                                    **extra,
+                                },
+                                check_results=check_results,
                             )
                     elif isinstance(update, run_use_case.ExecutionUpdate):
                         execution = update.execution
@@ -223,6 +242,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
         assert execution is not None
         for warning in execution.warnings:
             context.log.warning(warning)
+        yield from stream_checks.at_end(execution, stream_keys)
         yield from _regression_observations(execution, stream_keys)
         _fail_unless_complete(pipeline, execution)
 
@@ -272,6 +292,7 @@ def _fail_unless_complete(pipeline: PipelineDefinition, execution: PipelineExecu
             description=f"{pipeline.id}: selected streams the tap does not have: {', '.join(missing)}",
             metadata={
                 md.EXECUTION_ID: execution.id,
+                md.EXECUTION_RECORD: md.execution_record(execution.id),
                 md.MISSING_STREAMS: ", ".join(missing),
             },
         )

@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from dagster import AssetKey, AssetSpec
+from dagster import AssetKey, AssetSpec, FreshnessPolicy, TableSchema
 
 from flx_meltano.domain.destinations import UNKNOWN_DESTINATION, StreamDestination
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.project import PipelineDefinition
+from flx_meltano.domain.stream_schema import StreamSchema
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.column_schema import table_schema
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 _NOT_TAG = re.compile(r"[^A-Za-z0-9_.-]")
@@ -47,10 +50,16 @@ def pipeline_name(pipeline: PipelineDefinition) -> str:
 
 @dataclass(frozen=True)
 class MeltanoStream:
-    """One selected stream of one extract-load pipeline: what the translator maps to an asset."""
+    """One selected stream of one extract-load pipeline: what the translator maps to an asset.
+
+    ``schema``: its columns from the known catalog (None when the catalog is not known);
+    ``freshness``: how old its newest materialization may be (``meta.dagster.freshness_hours``).
+    """
 
     pipeline: PipelineDefinition
     name: str
+    schema: StreamSchema | None = None
+    freshness: timedelta | None = None
 
     @property
     def destination(self) -> StreamDestination:
@@ -145,10 +154,21 @@ class DagsterMeltanoTranslator:
             metadata[md.PATH] = destination.path
         elif p.loader.config.get("default_target_schema"):
             metadata[md.TABLE_NAME] = f"{stream.load_schema}.{stream.name}"
+        column_schema = self.get_column_schema(stream)
+        if column_schema is not None:
+            metadata[md.COLUMN_SCHEMA] = column_schema
         extra = stream.meta().get("metadata")
         if isinstance(extra, Mapping):
             metadata.update({str(k): v for k, v in extra.items()})
         return metadata
+
+    def get_column_schema(self, stream: MeltanoStream) -> TableSchema | None:
+        """``dagster/column_schema`` from the catalog: types, nullability, primary and replication key."""
+        return table_schema(stream.schema) if stream.schema is not None else None
+
+    def get_freshness_policy(self, stream: MeltanoStream) -> FreshnessPolicy | None:
+        """Dagster's time-window freshness from ``meta.dagster.freshness_hours`` (or the default)."""
+        return FreshnessPolicy.time_window(fail_window=stream.freshness) if stream.freshness else None
 
     def get_owners(self, stream: MeltanoStream) -> list[str]:
         """Owners from ``meta.dagster.owners``."""
@@ -167,5 +187,6 @@ class DagsterMeltanoTranslator:
             tags=self.get_tags(stream),
             metadata=self.get_metadata(stream),
             owners=self.get_owners(stream),
+            freshness_policy=self.get_freshness_policy(stream),
             skippable=True,
         )

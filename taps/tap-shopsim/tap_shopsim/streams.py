@@ -40,6 +40,25 @@ class ShopSimStream(Stream):
             self.STATE_MSG_FREQUENCY = int(state_every)
         delay_ms = self.config.get("record_delay_ms") or 0
         self._record_delay_seconds: float = max(0, int(delay_ms)) / 1000
+        self._extra_column: str | None = self.config.get("extra_column") or None
+        if self._extra_column:  # the instance's schema shadows the class's
+            schema = dict(type(self).schema)
+            schema["properties"] = {**schema["properties"], self._extra_column: {"type": ["string", "null"]}}
+            self.schema = schema
+
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        """Add the ``extra_column`` value when that knob is set.
+
+        Args:
+            row: The record.
+            context: Stream partition or context dictionary (unused).
+
+        Returns:
+            The record.
+        """
+        if self._extra_column:
+            row = {**row, self._extra_column: "shopsim"}
+        return row
 
     @cached_property
     def simulator(self) -> ShopSimulator:

@@ -45,10 +45,7 @@ class RecordLimitWriter(GenericSingerWriter[Any, Message]):
         self.records_written = 0
 
     def _fail(self) -> None:
-        msg = (
-            f"tap-shopsim: failing on purpose after {self.records_written} records "
-            "(fail_after_records)"
-        )
+        msg = f"tap-shopsim: failing on purpose after {self.records_written} records (fail_after_records)"
         raise ShopSimFailure(msg)
 
     def format_message(self, message: Message) -> Any:
@@ -120,6 +117,11 @@ class TapShopSim(Tap):
             "state_every",
             th.IntegerType(minimum=1),
             description="Test knob: emit a STATE message every N records of a stream.",
+        ),
+        th.Property(
+            "extra_column",
+            th.StringType,
+            description="Test knob: add a nullable string column of this name to every stream.",
         ),
         th.Property(
             "record_delay_ms",
