@@ -515,7 +515,8 @@ def assert_record_matches_output(execution: Any, ctx: Any, output: Path, *, coun
     """Per stream: the count is the output file's lines (or unknown), the bookmark Meltano's."""
     state = ctx.state_store.get(FILES_PIPELINE)
     assert state is not None
-    assert execution.state_after is not None and execution.state_after.checksum == state.checksum
+    assert execution.state_after is not None
+    assert execution.state_after.checksum == state.checksum
     for stream in STREAM_KEYS:
         result = execution.results[stream]
         lines = len((output / f"{stream}.jsonl").read_text().splitlines())
@@ -638,7 +639,8 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     state = ctx.state_store.get(FILES_PIPELINE)
     assert state is not None
     assert state.bookmarks, "the killed load had saved some state"
-    assert execution.state_after is not None and execution.state_after.checksum == state.checksum
+    assert execution.state_after is not None
+    assert execution.state_after.checksum == state.checksum
     unconfirmed = 0
     for stream in STREAM_KEYS:
         result = execution.results[stream]
