@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import itertools
+import threading
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -17,28 +20,67 @@ from flx_meltano.domain.events import DomainEvent, StateSnapshotTaken
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.history import ExecutionFilter
 from flx_meltano.domain.identifiers import StateId
+from flx_meltano.domain.logs import LogChunk, LogKept, LogLine, LogSize
 from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.project import ProjectModel
-from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef, StateSnapshot
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.integration.launcher import RunRequest
 from flx_meltano.integration.run_events import RunEvent, parse_line
+from flx_meltano.integration.state_access import MeltanoRunRecord
 from flx_meltano.persistence.errors import ConcurrencyConflict, NotFound
+from flx_meltano.persistence.execution_repository import CLOSING_EVENTS
+from flx_meltano.persistence.log_repository import COMPRESSION_LEVEL, HEADER_SEQ, encode
 from flx_meltano.settings import Settings
 
 MELTANO_LOGS = Path(__file__).parent / "fixtures" / "meltano_logs"
 
 
+@dataclass(frozen=True)
+class StoredChunk:
+    """One stored chunk of an execution's log (``flx.execution_logs`` row, seq from 1)."""
+
+    lines: tuple[LogLine, ...]
+    raw_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True)
+class MeltanoRunRow:
+    """One ``flx.meltano_runs`` row."""
+
+    source: str
+    row_id: int
+    state_id: str
+    execution_id: str
+    launched_by_flx: bool
+    meltano_status: str
+
+
 @dataclass
 class StoreData:
-    """What an in-memory store holds (committed, or one unit of work's working copy)."""
+    """What an in-memory store holds (committed, or one unit of work's working copy).
+
+    Each dict is a table keyed by its primary key; a commit applies a unit's changes row by row
+    (as PostgreSQL would), so concurrent units (the heartbeat and log threads) lose nothing.
+    """
 
     executions: dict[str, PipelineExecution] = field(default_factory=dict)
+    heartbeats: dict[str, datetime | None] = field(default_factory=dict)  # written by heartbeat alone
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     snapshots: dict[int, StateSnapshot] = field(default_factory=dict)
+    logs: dict[tuple[str, int], StoredChunk] = field(default_factory=dict)
+    log_headers: dict[str, LogKept] = field(default_factory=dict)
+    meltano_runs: dict[str, MeltanoRunRow] = field(default_factory=dict)
     events: dict[str, list[DomainEvent]] = field(default_factory=dict)
-    next_snapshot_id: int = 1
+    log: list[tuple[str, DomainEvent]] = field(default_factory=list)  # position = index + 1
+
+    TABLES = ("executions", "heartbeats", "pipelines", "snapshots", "logs", "log_headers", "meltano_runs")
+
+    def append(self, stream_id: str, new_events: Sequence[DomainEvent]) -> None:
+        self.events.setdefault(stream_id, []).extend(new_events)
+        self.log.extend((stream_id, event) for event in new_events)
 
 
 def _newest_first(executions: Sequence[PipelineExecution]) -> list[PipelineExecution]:
@@ -48,25 +90,43 @@ def _newest_first(executions: Sequence[PipelineExecution]) -> list[PipelineExecu
 class InMemoryExecutionRepository:
     """ExecutionRepository on a StoreData; executions are copied in and out, as rows would be."""
 
-    def __init__(self, data: StoreData) -> None:
+    def __init__(self, data: StoreData, clock: Callable[[], datetime]) -> None:
         self.data = data
+        self.clock = clock
 
     def save(self, execution: PipelineExecution) -> None:
         pending = execution.pending_events
         if not pending:
             return
-        stream = self.data.events.setdefault(f"execution-{execution.id}", [])
+        stream_id = f"execution-{execution.id}"
+        stream = self.data.events.get(stream_id, [])
         if len(stream) != execution.version:
-            raise ConcurrencyConflict(f"execution-{execution.id} is at version {len(stream)}")
-        stream.extend(pending)
-        execution.version = len(stream)
+            raise ConcurrencyConflict(f"event stream {stream_id!r} is at version {len(stream)}")
+        self.data.append(stream_id, pending)
+        execution.version += len(pending)
         execution.pending_events = []
+        self.data.heartbeats.setdefault(execution.id, execution.heartbeat_at)  # a save keeps the beat
         self.data.executions[execution.id] = copy.deepcopy(execution)
+
+    def _read(self, execution_id: str) -> PipelineExecution:
+        execution = copy.deepcopy(self.data.executions[execution_id])
+        execution.heartbeat_at = self.data.heartbeats.get(execution_id)
+        return execution
+
+    def heartbeat(self, execution_id: str) -> bool:
+        execution = self.data.executions.get(execution_id)
+        if execution is None or not execution.status.is_active:
+            return False
+        self.data.heartbeats[execution_id] = self.now()
+        return True
+
+    def now(self) -> datetime:
+        return self.clock()
 
     def get(self, execution_id: str, *, for_update: bool = False) -> PipelineExecution:
         if execution_id not in self.data.executions:
             raise NotFound(f"no execution {execution_id!r}")
-        return copy.deepcopy(self.data.executions[execution_id])
+        return self._read(execution_id)
 
     def find(self, prefix: str) -> PipelineExecution:
         found = [i for i in self.data.executions if i.startswith(prefix)]
@@ -76,31 +136,33 @@ class InMemoryExecutionRepository:
             raise NotFound(f"execution id prefix {prefix!r} is ambiguous; give more characters")
         return self.get(found[0])
 
+    def _all(self) -> list[PipelineExecution]:
+        return _newest_first([self._read(i) for i in self.data.executions])
+
     def history(self, query: ExecutionFilter) -> list[PipelineExecution]:
-        chosen = [
+        return [
             e
-            for e in self.data.executions.values()
+            for e in self._all()
             if (not query.pipeline_id or e.pipeline_id == query.pipeline_id)
             and (not query.status or e.status is query.status)
             and (not query.since or e.started_at >= query.since)
-        ]
-        return [copy.deepcopy(e) for e in _newest_first(chosen)[: query.limit]]
+        ][: query.limit]
 
     def history_of(self, pipeline_id: str, limit: int = 20) -> list[PipelineExecution]:
         return self.history(ExecutionFilter(pipeline_id=pipeline_id, limit=limit))
 
     def active(self, pipeline_id: str | None = None) -> list[PipelineExecution]:
-        return [
-            copy.deepcopy(e)
-            for e in self.data.executions.values()
-            if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-            and (not pipeline_id or e.pipeline_id == pipeline_id)
+        chosen = [
+            e for e in self._all() if e.status.is_active and (not pipeline_id or e.pipeline_id == pipeline_id)
         ]
+        for execution in chosen:
+            execution.results = {}  # as the real one: active executions come without stream results
+        return chosen
 
     def last_by_pipeline(self) -> dict[str, PipelineExecution]:
         last: dict[str, PipelineExecution] = {}
-        for execution in reversed(_newest_first(list(self.data.executions.values()))):
-            last[execution.pipeline_id] = copy.deepcopy(execution)
+        for execution in self._all():
+            last.setdefault(execution.pipeline_id, execution)
         return last
 
     def last_success_by_pipeline(self) -> dict[str, datetime]:
@@ -115,11 +177,48 @@ class InMemoryExecutionRepository:
     ) -> list[tuple[datetime, str, str, StreamResult]]:
         rows = [
             (e.started_at, e.id, str(e.status), result)
-            for e in _newest_first([e for e in self.data.executions.values() if e.pipeline_id == pipeline_id])
+            for e in self._all()
+            if e.pipeline_id == pipeline_id
             for _, result in sorted(e.results.items())
             if stream is None or result.stream == stream
         ]
         return rows[:limit]
+
+    def covering(self, pipeline_id: str, at: datetime, *, exclude_trigger: str) -> str | None:
+        for e in self._all():
+            if (
+                e.pipeline_id == pipeline_id
+                and str(e.trigger) != exclude_trigger
+                and e.started_at <= at
+                and (e.ended_at is None or e.ended_at >= at)
+            ):
+                return e.id
+        return None
+
+    def newest_state_refs(self) -> set[int]:
+        newest: dict[str, PipelineExecution] = {}
+        for e in self._all():
+            if e.status.is_terminal:
+                newest.setdefault(e.pipeline_id, e)
+        return {
+            ref.snapshot_id
+            for e in newest.values()
+            for ref in (e.state_before, e.state_after)
+            if ref is not None
+        }
+
+    def last_position(self) -> int:
+        return len(self.data.log)
+
+    def closed_after(self, position: int, limit: int = 500) -> list[tuple[int, PipelineExecution]]:
+        found = [
+            (number, stream_id.removeprefix("execution-"))
+            for number, (stream_id, event) in enumerate(self.data.log, start=1)
+            if number > position
+            and stream_id.startswith("execution-")
+            and type(event).__name__ in CLOSING_EVENTS
+        ][:limit]
+        return [(p, self._read(i)) for p, i in found if i in self.data.executions]
 
 
 class InMemoryPipelineRepository:
@@ -148,15 +247,17 @@ class InMemoryPipelineRepository:
 
 
 class InMemorySnapshotRepository:
-    """SnapshotRepository on a StoreData, with a StateSnapshotTaken event per snapshot."""
+    """SnapshotRepository on a StoreData, with a StateSnapshotTaken event per snapshot; ids come
+    from the store's sequence (never reused, as an identity column's)."""
 
-    def __init__(self, data: StoreData) -> None:
+    def __init__(self, data: StoreData, next_id: Callable[[], int]) -> None:
         self.data = data
+        self.next_id = next_id
 
     def append_state_events(
         self, state_id: str, new_events: Sequence[Any], version: int | None = None
     ) -> None:
-        self.data.events.setdefault(f"state-{state_id}", []).extend(new_events)
+        self.data.append(f"state-{state_id}", new_events)
 
     def add(
         self,
@@ -184,8 +285,7 @@ class InMemorySnapshotRepository:
     ) -> list[StateSnapshot]:
         taken = []
         for state_id, state in sorted(states.items()):
-            snapshot_id = self.data.next_snapshot_id
-            self.data.next_snapshot_id += 1
+            snapshot_id = self.next_id()
             snapshot = StateSnapshot(
                 snapshot_id, state_id, at, reason, state.checksum, state, label, execution_id
             )
@@ -210,6 +310,10 @@ class InMemorySnapshotRepository:
     def latest(self, state_id: str) -> StateSnapshot | None:
         found = self.list(state_id, limit=1)
         return found[0] if found else None
+
+    def latest_ref(self, state_id: str) -> StateRef | None:
+        newest = self.latest(state_id)
+        return newest.ref if newest else None
 
     def latest_checksums(self, state_ids: Sequence[str] | None = None) -> dict[str, str]:
         newest: dict[str, str] = {}
@@ -244,31 +348,183 @@ class InMemorySnapshotRepository:
         return len(gone)
 
 
-class InMemoryStore:
-    """The committed data shared by every unit of work of one fake store."""
+class InMemoryLogRepository:
+    """ExecutionLogRepository on a StoreData: chunks by (execution id, seq) and a header per log,
+    as ``persistence/log_repository.py`` keeps them (the header only once something was dropped,
+    pruned or completed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, data: StoreData) -> None:
+        self.data = data
+
+    def _header(self, execution_id: str) -> LogKept:
+        return self.data.log_headers.get(execution_id, LogKept())
+
+    def append(self, execution_id: str, seq: int, lines: Sequence[LogLine]) -> int:
+        if execution_id not in self.data.executions:
+            raise NotFound(f"no execution {execution_id!r} to keep a log of")  # the foreign key
+        if seq <= HEADER_SEQ or (execution_id, seq) in self.data.logs:
+            raise ValueError(f"log chunk {seq} of {execution_id} exists or is the header")  # the key
+        raw = encode(lines)
+        self.data.logs[(execution_id, seq)] = StoredChunk(
+            tuple(lines), len(raw), len(zlib.compress(raw, COMPRESSION_LEVEL))
+        )
+        return len(raw)
+
+    def drop(self, execution_id: str, seqs: Sequence[int], lines: int, raw_bytes: int) -> None:
+        for seq in seqs:
+            self.data.logs.pop((execution_id, seq), None)
+        kept = self._header(execution_id)
+        self.data.log_headers[execution_id] = replace(
+            kept, dropped_lines=kept.dropped_lines + lines, dropped_bytes=kept.dropped_bytes + raw_bytes
+        )
+
+    def complete(self, execution_id: str) -> None:
+        self.data.log_headers[execution_id] = replace(self._header(execution_id), complete=True)
+
+    def kept(self, execution_id: str) -> LogKept | None:
+        return self.data.log_headers.get(execution_id)
+
+    def _chunks(self, execution_id: str) -> list[tuple[int, StoredChunk]]:
+        return sorted((seq, chunk) for (owner, seq), chunk in self.data.logs.items() if owner == execution_id)
+
+    def chunks(self, execution_id: str, after_seq: int = HEADER_SEQ) -> list[LogChunk]:
+        return [LogChunk(seq, list(c.lines)) for seq, c in self._chunks(execution_id) if seq > after_seq]
+
+    def size(self, execution_id: str) -> LogSize:
+        chunks = [c for _, c in self._chunks(execution_id)]
+        return LogSize(
+            sum(len(c.lines) for c in chunks),
+            sum(c.raw_bytes for c in chunks),
+            sum(c.stored_bytes for c in chunks),
+        )
+
+    def prune(self, ended_before: datetime, at: datetime) -> list[str]:
+        old = {
+            i for i, e in self.data.executions.items() if e.ended_at is not None and e.ended_at < ended_before
+        }
+        ids = sorted({owner for owner, _ in self.data.logs if owner in old})
+        for owner, seq in [key for key in self.data.logs if key[0] in ids]:
+            del self.data.logs[(owner, seq)]
+        for execution_id in ids:
+            self.data.log_headers[execution_id] = replace(self._header(execution_id), pruned_at=at)
+        return ids
+
+
+class InMemoryMeltanoRunRepository:
+    """MeltanoRunRepository on a StoreData (rows by Meltano run id, claimed once each)."""
+
+    def __init__(self, data: StoreData) -> None:
+        self.data = data
+
+    def last_row_id(self, source: str) -> int:
+        return max((r.row_id for r in self.data.meltano_runs.values() if r.source == source), default=0)
+
+    def followed(self, source: str) -> dict[str, str]:
+        return {
+            run_id: r.execution_id
+            for run_id, r in self.data.meltano_runs.items()
+            if r.source == source and r.meltano_status == "RUNNING" and not r.launched_by_flx
+        }
+
+    def claim(
+        self,
+        *,
+        run_id: str,
+        source: str,
+        row_id: int,
+        state_id: str,
+        execution_id: str,
+        launched_by_flx: bool,
+        meltano_status: str,
+    ) -> bool:
+        if run_id in self.data.meltano_runs:
+            return False
+        self.data.meltano_runs[run_id] = MeltanoRunRow(
+            source, row_id, state_id, execution_id, launched_by_flx, meltano_status
+        )
+        return True
+
+    def set_status(self, run_id: str, meltano_status: str) -> None:
+        if run_id in self.data.meltano_runs:
+            self.data.meltano_runs[run_id] = replace(
+                self.data.meltano_runs[run_id], meltano_status=meltano_status
+            )
+
+
+class InMemoryStore:
+    """The committed data shared by every unit of work of one fake store, and the store's clock.
+
+    Units of work run on several threads (the run's, its heartbeat's, its log keeper's): a commit
+    applies what its unit changed, row by row, under a lock; two units appending to one execution's
+    event stream, or claiming one Meltano run, conflict as the database's unique keys make them.
+    """
+
+    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.data = StoreData()
         self.commits = 0
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.lock = threading.Lock()
+        self._ids = itertools.count(1)
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
 
+    def next_id(self) -> int:
+        with self.lock:
+            return next(self._ids)
+
+    def begin(self) -> tuple[StoreData, StoreData]:
+        """What a unit starts from: the committed data, twice (its base and its working copy)."""
+        with self.lock:
+            return copy.deepcopy(self.data), copy.deepcopy(self.data)
+
+    def apply(self, base: StoreData, work: StoreData) -> None:
+        """Publish what changed from ``base`` to ``work`` onto the committed data, atomically."""
+        with self.lock:
+            new_events = work.log[len(base.log) :]
+            for stream_id in {s for s, _ in new_events if s.startswith("execution-")}:
+                if len(self.data.events.get(stream_id, [])) != len(base.events.get(stream_id, [])):
+                    raise ConcurrencyConflict(
+                        f"event stream {stream_id!r} moved on: another writer changed it"
+                    )
+            for run_id in work.meltano_runs.keys() - base.meltano_runs.keys():
+                if run_id in self.data.meltano_runs:
+                    raise ConcurrencyConflict(f"Meltano run {run_id} was claimed by another unit of work")
+            for name in StoreData.TABLES:
+                before, after, committed = getattr(base, name), getattr(work, name), getattr(self.data, name)
+                for key in before.keys() | after.keys():
+                    if key not in after:
+                        committed.pop(key, None)
+                    elif key not in before or after[key] != before[key]:
+                        committed[key] = copy.deepcopy(after[key])
+            for stream_id, event in new_events:
+                self.data.append(stream_id, [copy.deepcopy(event)])
+            self.commits += 1
+
 
 class InMemoryUnitOfWork:
-    """UnitOfWork on a working copy of an InMemoryStore's data; ``commit`` publishes it atomically."""
+    """UnitOfWork on a working copy of an InMemoryStore's data; ``commit`` publishes it atomically,
+    then the unit goes on from the newest committed data (as a new transaction would)."""
 
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
+        self._base: StoreData | None = None
         self._data: StoreData | None = None
 
     def _begin(self) -> None:
-        self._data = copy.deepcopy(self.store.data)
-        self.executions = InMemoryExecutionRepository(self._data)
-        self.pipelines = InMemoryPipelineRepository(self._data, self.executions)
-        self.snapshots = InMemorySnapshotRepository(self._data)
+        """Start from the committed data; the repositories (made once, as the real unit's are
+        for its connection) work on the new copy."""
+        self._base, self._data = self.store.begin()
+        for repository in (self.executions, self.pipelines, self.snapshots, self.logs, self.meltano_runs):
+            repository.data = self._data
 
     def __enter__(self) -> Self:
+        empty = StoreData()
+        self.executions = InMemoryExecutionRepository(empty, lambda: self.store.clock())
+        self.pipelines = InMemoryPipelineRepository(empty, self.executions)
+        self.snapshots = InMemorySnapshotRepository(empty, self.store.next_id)
+        self.logs = InMemoryLogRepository(empty)
+        self.meltano_runs = InMemoryMeltanoRunRepository(empty)
         self._begin()
         return self
 
@@ -278,12 +534,13 @@ class InMemoryUnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._data = None
+        self._base = self._data = None
 
     def commit(self) -> None:
-        assert self._data is not None, "commit outside 'with'"
-        self.store.data = copy.deepcopy(self._data)
-        self.store.commits += 1
+        assert self._base is not None, "commit outside 'with'"
+        assert self._data is not None
+        self.store.apply(self._base, self._data)
+        self._begin()
 
     def rollback(self) -> None:
         assert self._data is not None
@@ -293,8 +550,13 @@ class InMemoryUnitOfWork:
 class InMemoryStateStore:
     """StateStore over a dict (Meltano's backends, in memory)."""
 
-    def __init__(self, states: Mapping[str, SingerState] | None = None) -> None:
+    def __init__(
+        self,
+        states: Mapping[str, SingerState] | None = None,
+        runs: Sequence[MeltanoRunRecord] = (),
+    ) -> None:
         self.states: dict[str, SingerState] = dict(states or {})
+        self.meltano_runs: list[MeltanoRunRecord] = list(runs)  # Meltano's runs rows, newest first
         self.closed = False
 
     @property
@@ -317,6 +579,20 @@ class InMemoryStateStore:
     def get_many(self, pattern: str | None = None) -> dict[str, SingerState]:
         return {i: self.states[i] for i in self.state_ids(pattern)}
 
+    def runs(self, state_id: StateId | str, *, running_only: bool = False) -> list[MeltanoRunRecord]:
+        return [
+            r
+            for r in self.meltano_runs
+            if r.state_id == str(state_id) and (not running_only or r.status == "RUNNING")
+        ][:50]
+
+    def run(self, run_id: str) -> MeltanoRunRecord | None:
+        return next((r for r in self.meltano_runs if r.run_id == run_id), None)
+
+    def record_run(self, record: MeltanoRunRecord) -> None:
+        """What Meltano does as a run starts or ends: its row, newest first (replaced by run id)."""
+        self.meltano_runs = [record, *(r for r in self.meltano_runs if r.run_id != record.run_id)]
+
     def close(self) -> None:
         self.closed = True
 
@@ -329,6 +605,7 @@ class Recording:
     exit_code: int = 0
     state_after: SingerState | None = None  # written to the state store as the log ends
     fail_at_line: int | None = None  # raise RuntimeError after this many lines (the launcher broke)
+    held_by: str | None = None  # the run id holding the plugin lock when the run starts
 
 
 class ReplayedRun:
@@ -341,18 +618,46 @@ class ReplayedRun:
         self.cancelled = False
         self.timed_out = False
         self.spawned = self.started = self.aborted = False
+        self.force: bool | None = None  # whether meltano was given --force (None: not started)
+        self.waits: list[str] = []
         self._returncode: int | None = None
 
     def spawn(self) -> Self:
         self.spawned = True
         return self
 
-    def start(self, on_wait: Callable[[str], None] | None = None) -> Self:
+    def start(
+        self,
+        on_wait: Callable[[str], None] | None = None,
+        *,
+        on_held: Callable[[str], None] | None = None,
+        decide_force: Callable[[], bool] | None = None,
+    ) -> Self:
+        """As MeltanoRun.start: the plugin locks (a recording's ``held_by`` holds them: ``on_held``
+        may refuse, else the run waits), then ``decide_force``; a refusal leaves meltano unstarted."""
+        holder = self.recording.held_by
+        if holder is not None:
+            if on_held is not None:
+                on_held(holder)
+            message = f"waiting for the plugin lock held by run {holder}"
+            self.waits.append(message)
+            if on_wait is not None:
+                on_wait(message)
+        decided = decide_force() if decide_force is not None else False
+        self.force = self.request.force or decided
         self.started = True
         return self
 
+    def _meltano_row(self, status: str, state: SingerState | None) -> None:
+        """Meltano's row of this run in its system database (as ``meltano run`` writes it)."""
+        state_id = self._state_id()
+        if self.states is not None and state_id and self.request.run_id:
+            record = MeltanoRunRecord(self.request.run_id, state_id, status, 0.0, state, state is not None)
+            self.states.record_run(record)
+
     def events(self) -> Iterator[RunEvent]:
         lines = (MELTANO_LOGS / self.recording.log).read_text().splitlines()
+        self._meltano_row("RUNNING", None)
         for number, line in enumerate(lines, start=1):
             if self.cancelled:
                 break
@@ -362,12 +667,14 @@ class ReplayedRun:
             if self.recording.fail_at_line == number:
                 raise RuntimeError(f"replay broke at line {number}")
         if self.cancelled:
+            self._meltano_row("FAIL", None)
             self._returncode = -15
             return
         if self.states is not None and self.recording.state_after is not None:
             pipeline_state_id = self.request.run_id and self._state_id()
             if pipeline_state_id:
                 self.states.set(pipeline_state_id, self.recording.state_after)
+        self._meltano_row("SUCCESS" if self.recording.exit_code == 0 else "FAIL", self.recording.state_after)
         self._returncode = self.recording.exit_code
 
     def _state_id(self) -> str | None:
@@ -400,14 +707,16 @@ class ReplayLauncher:
 
 
 class FakeClock:
-    """A clock that moves one second per reading (times are distinct and ordered)."""
+    """A clock that moves one second per reading (times are distinct and ordered, on any thread)."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.time = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
-        self.time += timedelta(seconds=1)
-        return self.time
+        with self._lock:
+            self.time += timedelta(seconds=1)
+            return self.time
 
 
 @dataclass
@@ -441,6 +750,7 @@ class FakeAdapters:
 def fake_context(project: ProjectModel, project_dir: Path, environment: str, **adapters: Any) -> AppContext:
     """An AppContext on FakeAdapters over ``project``."""
     fake = FakeAdapters(project=project, **adapters)
+    fake.store.clock = fake.clock  # the store's clock (leases, heartbeats) is the adapters' clock
     if fake.launcher.states is None:
         fake.launcher.states = fake.states
     return AppContext(

@@ -88,9 +88,14 @@ def test_a_recorded_first_run_succeeds_with_its_counts_state_and_snapshot(projec
     with ctx.unit_of_work() as uow:
         stored = uow.executions.get(closed.execution.id)
         snapshots = uow.snapshots.list(PLAIN)
+        assert stored.state_after is not None
+        after = uow.snapshots.get(stored.state_after.snapshot_id)
     assert stored.status is ExecutionStatus.SUCCEEDED
     assert stored.trigger is Trigger.CLI
-    assert stored.state_after == AFTER.payload()
+    # The state after by reference: the post-run snapshot, holding exactly the state meltano left.
+    assert stored.state_after == after.ref
+    assert (after.state, after.reason, after.execution_id) == (AFTER, SnapshotReason.POST_RUN, stored.id)
+    assert stored.state_before is None
     assert {r.stream: r.status for r in stored.results.values()} == {
         "public-events": StreamStatus.SUCCEEDED,
         "public-customers": StreamStatus.SUCCEEDED,
@@ -101,8 +106,21 @@ def test_a_recorded_first_run_succeeds_with_its_counts_state_and_snapshot(projec
     [run] = adapters(ctx).launcher.runs
     assert run.spawned
     assert run.started
+    assert run.force is False  # no other run of the state id: no --force
     assert run.request.run_id == closed.execution.id
     assert run.request.blocks == ("tap-postgres", "target-postgres")
+    # The lease: opened with the execution, renewed by the heartbeat on the store's clock.
+    assert stored.lease_seconds == ctx.settings.lease_seconds
+    assert stored.heartbeat_at is not None
+    # The log kept with the execution: complete, its last line says how it ended.
+    with ctx.unit_of_work() as uow:
+        kept = uow.logs.kept(stored.id)
+        lines = [line for chunk in uow.logs.chunks(stored.id) for line in chunk.lines]
+    assert kept is not None
+    assert kept.complete
+    assert (kept.dropped_lines, kept.pruned_at) == (0, None)
+    assert any(line.plugin == "tap-postgres" for line in lines)
+    assert (lines[-1].level, lines[-1].message) == ("info", "execution SUCCEEDED")
 
 
 def test_a_run_with_state_before_snapshots_it_pre_run(project):
@@ -113,10 +131,18 @@ def test_a_run_with_state_before_snapshots_it_pre_run(project):
     )
     execution = run_pipeline(ctx, definition)
     assert execution.status is ExecutionStatus.SUCCEEDED
-    assert execution.state_before == BEFORE.payload()
     with ctx.unit_of_work() as uow:
-        reasons = [(s.reason, s.checksum) for s in reversed(uow.snapshots.list(PLAIN))]
-    assert reasons == [(SnapshotReason.PRE_RUN, BEFORE.checksum), (SnapshotReason.POST_RUN, AFTER.checksum)]
+        pre_run, post_run = reversed(uow.snapshots.list(PLAIN))
+    assert (pre_run.reason, pre_run.state, pre_run.execution_id) == (
+        SnapshotReason.PRE_RUN,
+        BEFORE,
+        execution.id,
+    )
+    assert (post_run.reason, post_run.state) == (SnapshotReason.POST_RUN, AFTER)
+    # The execution references both snapshots (and so do its opening and closing events).
+    assert (execution.state_before, execution.state_after) == (pre_run.ref, post_run.ref)
+    events = ctx.adapters.store.data.events[f"execution-{execution.id}"]
+    assert (events[0].state_before, events[-1].state_after) == (pre_run.ref, post_run.ref)
 
 
 def test_meltano_refusing_the_chain_is_failed_with_its_error_and_exit_code(project):

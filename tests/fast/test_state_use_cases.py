@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -78,23 +79,51 @@ def test_restore_previous_after_a_good_run_refuses(project):
     assert ctx.state_store.get(PLAIN) == BETTER
 
 
-def test_restore_previous_with_the_pre_run_snapshot_pruned_stores_it_again(project):
+def test_restore_previous_with_the_referenced_snapshot_deleted_says_so_and_writes_nothing(project):
+    ctx = context(project, Recording(RUN, state_after=SingerState.empty()), states={PLAIN: GOOD})
+    flagged = run(ctx)
+    assert flagged.state_before is not None
+    with ctx.unit_of_work() as uow:
+        pre_run = uow.snapshots.get(flagged.state_before.snapshot_id)
+        assert (pre_run.reason, pre_run.state) == (SnapshotReason.PRE_RUN, GOOD)
+        assert uow.snapshots.delete([pre_run.id]) == 1
+        uow.commit()
+        left = [s.id for s in uow.snapshots.list(PLAIN)]
+
+    # The execution holds the state only by reference: with its snapshot gone it cannot be put back.
+    for dry_run in (True, False):
+        with pytest.raises(StateError, match=f"snapshot {pre_run.id}\\) is no longer stored"):
+            state_backup.restore_previous(ctx, PLAIN, dry_run=dry_run)
+    assert ctx.state_store.get(PLAIN) == SingerState.empty()
+    with ctx.unit_of_work() as uow:
+        assert [s.id for s in uow.snapshots.list(PLAIN)] == left
+
+
+def test_prune_keeps_the_snapshots_the_newest_run_references(project):
     ctx = context(project, Recording(RUN, state_after=SingerState.empty()), states={PLAIN: GOOD})
     flagged = run(ctx)
     with ctx.unit_of_work() as uow:
-        uow.snapshots.delete([s.id for s in uow.snapshots.list(PLAIN) if s.reason is SnapshotReason.PRE_RUN])
+        newest = uow.snapshots.latest(PLAIN)
+        assert newest is not None
+        for seconds, value in ((1, "x"), (2, "y")):  # taken after the run's snapshots
+            at = newest.taken_at + timedelta(seconds=seconds)
+            uow.snapshots.add(PLAIN, bookmark(value), reason=SnapshotReason.MANUAL, at=at)
         uow.commit()
+        assert uow.executions.newest_state_refs() == {
+            flagged.state_before.snapshot_id,
+            flagged.state_after.snapshot_id,
+        }
 
-    dry = state_backup.restore_previous(ctx, PLAIN, dry_run=True)
-    assert dry.snapshot.id == 0
-    assert ctx.state_store.get(PLAIN) == SingerState.empty()  # a dry run writes nothing
-
-    result = state_backup.restore_previous(ctx, PLAIN)
-    assert result.snapshot.id != 0
-    assert ctx.state_store.get(PLAIN) == GOOD
+    assert state_backup.prune(ctx, keep_last=1) == 1  # "x"; not the run's pre- and post-run snapshots
     with ctx.unit_of_work() as uow:
-        stored = uow.snapshots.get(result.snapshot.id)
-    assert (stored.reason, stored.execution_id) == (SnapshotReason.PRE_RUN, flagged.id)
+        kept = [(s.reason, s.state) for s in uow.snapshots.list(PLAIN)]
+    assert kept == [
+        (SnapshotReason.MANUAL, bookmark("y")),
+        (SnapshotReason.POST_RUN, SingerState.empty()),
+        (SnapshotReason.PRE_RUN, GOOD),
+    ]
+    result = state_backup.restore_previous(ctx, PLAIN)
+    assert (result.snapshot.id, ctx.state_store.get(PLAIN)) == (flagged.state_before.snapshot_id, GOOD)
 
 
 def test_restore_previous_with_no_run_takes_the_newest_snapshot_with_bookmarks_unlike_live(project):
