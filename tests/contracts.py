@@ -16,8 +16,9 @@ from flx_meltano.domain.errors import ExecutionAlreadyRunning
 from flx_meltano.domain.execution import StreamResult
 from flx_meltano.domain.history import ExecutionFilter
 from flx_meltano.domain.identifiers import StateId
+from flx_meltano.domain.logs import LogKept, LogLine, LogSize
 from flx_meltano.domain.pipeline import Pipeline
-from flx_meltano.domain.snapshots import SnapshotReason
+from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence.errors import NotFound
@@ -31,6 +32,12 @@ def state(value: str) -> SingerState:
     return SingerState.from_payload(
         {"singer_state": {"bookmarks": {"orders": {"replication_key_value": value}}}}
     )
+
+
+def line(number: int) -> LogLine:
+    """A log line with a time to the millisecond (what the store keeps of it)."""
+    at = T0 + timedelta(seconds=number, milliseconds=250)
+    return LogLine(at, "info", "tap-a" if number % 2 else None, f"line {number}: ünïcode ✓")
 
 
 def pipeline(state_id: str = P1) -> Pipeline:
@@ -47,7 +54,9 @@ class UnitOfWorkContract:
 
     def start(self, uow: UnitOfWork, state_id: str = P1, execution_id: str = "e-1", at: datetime = T0):
         locked = uow.pipelines.lock(pipeline(state_id))
-        execution = locked.start_execution(execution_id, at=at, trigger=Trigger.CLI, streams=("orders",))
+        execution = locked.start_execution(
+            execution_id, at=at, trigger=Trigger.CLI, streams=("orders",), lease_seconds=30.0
+        )
         uow.executions.save(execution)
         return execution
 
@@ -69,10 +78,19 @@ class UnitOfWorkContract:
 
     def test_an_execution_reads_back_through_its_life(self, make_unit_of_work):
         with make_unit_of_work() as uow:
-            execution = self.start(uow)
+            start_position = uow.executions.last_position()
+            before = uow.snapshots.add(P1, state("w"), reason=SnapshotReason.PRE_RUN, at=T0)
+            locked = uow.pipelines.lock(pipeline())
+            execution = locked.start_execution(
+                "e-1", at=T0, trigger=Trigger.CLI, streams=("orders",), state_before=before.ref
+            )
+            uow.executions.save(execution)
             result = StreamResult("orders", 7, StreamStatus.SUCCEEDED, finished_at=T0)
             execution.record_stream(result, at=T0 + timedelta(seconds=1))
-            execution.succeed(at=T0 + timedelta(seconds=2), state_after=state("x").payload())
+            after = uow.snapshots.add(
+                P1, state("x"), reason=SnapshotReason.POST_RUN, at=T0, execution_id="e-1"
+            )
+            execution.succeed(at=T0 + timedelta(seconds=2), state_after=after.ref)
             uow.executions.save(execution)
             uow.commit()
         with make_unit_of_work() as uow:
@@ -80,11 +98,74 @@ class UnitOfWorkContract:
             assert uow.executions.find("e-") == stored
             assert uow.executions.last_success_by_pipeline() == {P1: T0 + timedelta(seconds=2)}
             metrics = uow.executions.stream_metrics(P1)
+            end_position = uow.executions.last_position()
+            closed = uow.executions.closed_after(start_position)
+            assert uow.executions.closed_after(end_position) == []
+            referenced = uow.snapshots.get(stored.state_after.snapshot_id).state
         assert stored.status is ExecutionStatus.SUCCEEDED
         assert stored.trigger is Trigger.CLI
         assert stored.results["orders"].records == 7
-        assert stored.state_after == state("x").payload()
+        # States by reference: the snapshots' ids and checksums, the state read through them.
+        assert (stored.state_before, stored.state_after) == (before.ref, after.ref)
+        assert stored.state_after == StateRef(after.id, state("x").checksum)
+        assert referenced == state("x")
         assert [(m[1], m[2], m[3].records) for m in metrics] == [("e-1", "SUCCEEDED", 7)]
+        # The closing event, once, at a position of the event log after where it started.
+        assert [(e.id, e.status) for _, e in closed] == [("e-1", ExecutionStatus.SUCCEEDED)]
+        [(position, _)] = closed
+        assert start_position < position <= end_position
+        assert closed[0][1].results["orders"].records == 7
+
+    def test_the_lease_is_renewed_by_heartbeat_alone_on_the_store_clock(self, make_unit_of_work):
+        with make_unit_of_work() as uow:
+            self.start(uow)
+            uow.commit()
+            earlier = uow.executions.now()
+            uow.commit()  # a new transaction: the store's clock has moved on
+        with make_unit_of_work() as uow:
+            assert earlier.tzinfo is not None
+            assert uow.executions.heartbeat("e-1") is True
+            assert uow.executions.heartbeat("no-such-execution") is False
+            uow.commit()
+            later = uow.executions.now()
+        with make_unit_of_work() as uow:
+            execution = uow.executions.get("e-1")
+            beat = execution.heartbeat_at
+            assert beat is not None
+            assert earlier <= beat <= later
+            assert execution.lease_seconds == 30.0
+            # A save (a stream confirmed) leaves the heartbeat as it is, even from an older copy.
+            execution.heartbeat_at = T0
+            execution.record_stream(StreamResult("orders", 1, StreamStatus.SUCCEEDED), at=T0)
+            uow.executions.save(execution)
+            uow.commit()
+            assert uow.executions.get("e-1").heartbeat_at == beat
+            execution.fail("boom", at=T0 + timedelta(seconds=1))
+            uow.executions.save(execution)
+            assert uow.executions.heartbeat("e-1") is False  # closed: nothing to keep alive
+            uow.commit()
+            assert uow.executions.get("e-1").heartbeat_at == beat
+
+    def test_covering_and_newest_state_refs(self, make_unit_of_work):
+        with make_unit_of_work() as uow:
+            old = uow.snapshots.add(P1, state("a"), reason=SnapshotReason.POST_RUN, at=T0)
+            new = uow.snapshots.add(P1, state("b"), reason=SnapshotReason.POST_RUN, at=T0)
+            first = self.start(uow, execution_id="first", at=T0)
+            first.succeed(at=T0 + timedelta(minutes=1), state_after=old.ref)
+            uow.executions.save(first)
+            second = self.start(uow, execution_id="second", at=T0 + timedelta(minutes=2))
+            second.succeed(at=T0 + timedelta(minutes=3), state_after=new.ref)
+            uow.executions.save(second)
+            self.start(uow, execution_id="running", at=T0 + timedelta(minutes=4))  # not finished
+            self.start(uow, P2, execution_id="other", at=T0)
+            uow.commit()
+            # The newest finished execution of each pipeline: P1's second (P2's runs, none closed).
+            assert uow.executions.newest_state_refs() == {new.id}
+            at = T0 + timedelta(seconds=30)
+            assert uow.executions.covering(P1, at, exclude_trigger=str(Trigger.MELTANO)) == "first"
+            assert uow.executions.covering(P1, at, exclude_trigger=str(Trigger.CLI)) is None
+            assert uow.executions.covering(P1, T0 + timedelta(minutes=90), exclude_trigger="") == "running"
+            assert uow.executions.covering(P1, T0 - timedelta(seconds=1), exclude_trigger="") is None
 
     def test_unknown_and_ambiguous_ids_are_not_found(self, make_unit_of_work):
         with make_unit_of_work() as uow:
@@ -144,10 +225,93 @@ class UnitOfWorkContract:
             assert uow.snapshots.latest_checksums([P2]) == {P2: state("c").checksum}
             assert [s.label for s in uow.snapshots.list(P1)] == ["v1", None]
             assert [s.state_id for s in uow.snapshots.list(label="v1")] == [P2, P1]  # same time: id desc
+            # By reference: the newest snapshot's id and checksum.
+            assert uow.snapshots.latest_ref(P1) == latest.ref == StateRef(taken[0].id, state("b").checksum)
+            assert uow.snapshots.latest_ref("dev:none-to-nothing") is None
             assert uow.snapshots.delete([first.id]) == 1
             with pytest.raises(NotFound):
                 uow.snapshots.get(first.id)
             assert uow.snapshots.latest("dev:none-to-nothing") is None
+
+    def test_a_log_is_kept_in_chunks_with_a_header_of_what_was_dropped(self, make_unit_of_work):
+        lines = [line(n) for n in range(5)]
+        with make_unit_of_work() as uow:
+            self.start(uow)
+            assert uow.logs.kept("e-1") is None  # no header until something is dropped or completed
+            assert uow.logs.size("e-1") == LogSize(0, 0, 0)
+            raw = [uow.logs.append("e-1", 1, lines[:2]), uow.logs.append("e-1", 2, lines[2:4])]
+            raw.append(uow.logs.append("e-1", 3, lines[4:]))
+            uow.commit()
+        with make_unit_of_work() as uow:
+            assert [(c.seq, c.lines) for c in uow.logs.chunks("e-1")] == [
+                (1, lines[:2]),
+                (2, lines[2:4]),
+                (3, lines[4:]),
+            ]
+            assert [c.seq for c in uow.logs.chunks("e-1", after_seq=2)] == [3]
+            size = uow.logs.size("e-1")
+            assert (size.lines, size.raw_bytes) == (5, sum(raw))
+            assert size.stored_bytes > 0
+            assert uow.logs.kept("e-1") is None
+            uow.logs.drop("e-1", [1], 2, raw[0])
+            uow.logs.drop("e-1", [2], 2, raw[1])  # drops add up
+            uow.logs.complete("e-1")
+            uow.commit()
+        with make_unit_of_work() as uow:
+            assert uow.logs.kept("e-1") == LogKept(4, raw[0] + raw[1], complete=True, pruned_at=None)
+            assert [(c.seq, c.lines) for c in uow.logs.chunks("e-1")] == [(3, lines[4:])]
+            assert uow.logs.size("e-1").lines == 1
+
+    def test_pruning_logs_keeps_a_header_saying_when(self, make_unit_of_work):
+        with make_unit_of_work() as uow:
+            for number, execution_id in enumerate(("old", "new", "running")):
+                execution = self.start(uow, f"dev:tap-{number}-to-target-x", execution_id, at=T0)
+                uow.logs.append(execution_id, 1, [line(0), line(1)])
+                if execution_id != "running":
+                    execution.fail("boom", at=T0 + timedelta(days=1 if execution_id == "old" else 9))
+                    uow.executions.save(execution)
+            uow.commit()
+            pruned_at = T0 + timedelta(days=10)
+            assert uow.logs.prune(T0 + timedelta(days=5), at=pruned_at) == ["old"]
+            uow.commit()
+        with make_unit_of_work() as uow:
+            assert uow.logs.chunks("old") == []
+            assert uow.logs.size("old") == LogSize(0, 0, 0)
+            assert uow.logs.kept("old") == LogKept(pruned_at=pruned_at)
+            assert [len(uow.logs.chunks(i)[0].lines) for i in ("new", "running")] == [2, 2]
+            assert uow.logs.kept("new") is None
+            assert uow.logs.prune(T0 + timedelta(days=5), at=pruned_at) == []  # nothing left to prune
+
+    def test_a_meltano_run_is_claimed_once(self, make_unit_of_work):
+        def claim(uow, run_id, row_id, *, source="db-a", by_flx=False, status="RUNNING"):
+            return uow.meltano_runs.claim(
+                run_id=run_id,
+                source=source,
+                row_id=row_id,
+                state_id=P1,
+                execution_id=f"e-{run_id}",
+                launched_by_flx=by_flx,
+                meltano_status=status,
+            )
+
+        with make_unit_of_work() as uow:
+            assert uow.meltano_runs.last_row_id("db-a") == 0
+            assert claim(uow, "r1", 4) is True
+            assert claim(uow, "r2", 7, by_flx=True) is True
+            assert claim(uow, "r3", 2, source="db-b", status="SUCCESS") is True
+            uow.commit()
+        with make_unit_of_work() as uow:
+            # Claimed already (by this or an earlier sync): False, and the first claim stands.
+            assert claim(uow, "r1", 99, source="db-b", status="SUCCESS") is False
+            uow.commit()
+            assert (uow.meltano_runs.last_row_id("db-a"), uow.meltano_runs.last_row_id("db-b")) == (7, 2)
+            # Followed: bare runs (not flx's own) still RUNNING when read, by run id.
+            assert uow.meltano_runs.followed("db-a") == {"r1": "e-r1"}
+            assert uow.meltano_runs.followed("db-b") == {}
+            uow.meltano_runs.set_status("r1", "SUCCESS")
+            uow.commit()
+        with make_unit_of_work() as uow:
+            assert uow.meltano_runs.followed("db-a") == {}
 
 
 class StateStoreContract:
@@ -176,4 +340,12 @@ class StateStoreContract:
         assert store.state_ids("dev:tap-?-to-target-b") == [P1]
         assert store.get_many("dev:*") == {P1: state("a"), P2: state("c")}
         assert isinstance(store.backend_label, str)
+        store.close()
+
+    def test_a_state_id_meltano_never_ran_has_no_runs(self, make_state_store):
+        store = make_state_store()
+        assert store.runs("dev:tap-never-to-target-ran") == []
+        assert store.runs("dev:tap-never-to-target-ran", running_only=True) == []
+        assert store.run("00000000-0000-4000-8000-000000000000") is None
+        assert store.run("not-a-run-id") is None
         store.close()

@@ -31,7 +31,7 @@ from flx_meltano.integration.run_events import RunEvent, parse_line
 from flx_meltano.integration.state_access import MeltanoRunRecord
 from flx_meltano.persistence.errors import ConcurrencyConflict, NotFound
 from flx_meltano.persistence.execution_repository import CLOSING_EVENTS
-from flx_meltano.persistence.log_repository import COMPRESSION_LEVEL, HEADER_SEQ, encode
+from flx_meltano.persistence.log_repository import COMPRESSION_LEVEL, HEADER_SEQ, decode, encode
 from flx_meltano.settings import Settings
 
 MELTANO_LOGS = Path(__file__).parent / "fixtures" / "meltano_logs"
@@ -39,11 +39,12 @@ MELTANO_LOGS = Path(__file__).parent / "fixtures" / "meltano_logs"
 
 @dataclass(frozen=True)
 class StoredChunk:
-    """One stored chunk of an execution's log (``flx.execution_logs`` row, seq from 1)."""
+    """One stored chunk of an execution's log (an ``flx.execution_logs`` row, seq from 1): its lines
+    encoded and compressed as the real repository stores them, so they read back the same."""
 
-    lines: tuple[LogLine, ...]
-    raw_bytes: int
+    raw: bytes
     stored_bytes: int
+    line_count: int
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,7 @@ class InMemoryLogRepository:
             raise ValueError(f"log chunk {seq} of {execution_id} exists or is the header")  # the key
         raw = encode(lines)
         self.data.logs[(execution_id, seq)] = StoredChunk(
-            tuple(lines), len(raw), len(zlib.compress(raw, COMPRESSION_LEVEL))
+            raw, len(zlib.compress(raw, COMPRESSION_LEVEL)), len(lines)
         )
         return len(raw)
 
@@ -388,13 +389,13 @@ class InMemoryLogRepository:
         return sorted((seq, chunk) for (owner, seq), chunk in self.data.logs.items() if owner == execution_id)
 
     def chunks(self, execution_id: str, after_seq: int = HEADER_SEQ) -> list[LogChunk]:
-        return [LogChunk(seq, list(c.lines)) for seq, c in self._chunks(execution_id) if seq > after_seq]
+        return [LogChunk(seq, decode(c.raw)) for seq, c in self._chunks(execution_id) if seq > after_seq]
 
     def size(self, execution_id: str) -> LogSize:
         chunks = [c for _, c in self._chunks(execution_id)]
         return LogSize(
-            sum(len(c.lines) for c in chunks),
-            sum(c.raw_bytes for c in chunks),
+            sum(c.line_count for c in chunks),
+            sum(len(c.raw) for c in chunks),
             sum(c.stored_bytes for c in chunks),
         )
 
