@@ -21,7 +21,7 @@ from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
-from flx_meltano.persistence.errors import NotFound
+from flx_meltano.persistence.errors import ConcurrencyConflict, NotFound
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 P1 = "dev:tap-a-to-target-b"
@@ -145,6 +145,34 @@ class UnitOfWorkContract:
             assert uow.executions.heartbeat("e-1") is False  # closed: nothing to keep alive
             uow.commit()
             assert uow.executions.get("e-1").heartbeat_at == beat
+
+    def test_concurrent_units_keep_each_others_rows_and_conflict_on_one_stream(self, make_unit_of_work):
+        with make_unit_of_work() as uow:
+            self.start(uow)
+            uow.commit()
+        with make_unit_of_work() as run, make_unit_of_work() as beat, make_unit_of_work() as other:
+            execution = run.executions.get("e-1")
+            same = other.executions.get("e-1")
+            assert beat.executions.heartbeat("e-1") is True  # the heartbeat thread's own unit
+            beat.commit()
+            execution.record_stream(StreamResult("orders", 3, StreamStatus.SUCCEEDED), at=T0)
+            run.executions.save(execution)
+            run.commit()
+            # A second writer of the same execution from the same version conflicts.
+            same.fail("boom", at=T0)
+
+            def save_and_commit() -> None:  # a database refuses at the save, a fake at the commit
+                other.executions.save(same)
+                other.commit()
+
+            with pytest.raises(ConcurrencyConflict):
+                save_and_commit()
+        with make_unit_of_work() as uow:
+            stored = uow.executions.get("e-1")
+            assert stored.status is ExecutionStatus.RUNNING
+            assert stored.results["orders"].records == 3
+            assert stored.heartbeat_at is not None
+            assert stored.heartbeat_at != T0  # the beat stands, though the save came after it
 
     def test_covering_and_newest_state_refs(self, make_unit_of_work):
         with make_unit_of_work() as uow:

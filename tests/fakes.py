@@ -636,15 +636,19 @@ class ReplayedRun:
     ) -> Self:
         """As MeltanoRun.start: the plugin locks (a recording's ``held_by`` holds them: ``on_held``
         may refuse, else the run waits), then ``decide_force``; a refusal leaves meltano unstarted."""
-        holder = self.recording.held_by
-        if holder is not None:
-            if on_held is not None:
-                on_held(holder)
-            message = f"waiting for the plugin lock held by run {holder}"
-            self.waits.append(message)
-            if on_wait is not None:
-                on_wait(message)
-        decided = decide_force() if decide_force is not None else False
+        try:
+            holder = self.recording.held_by
+            if holder is not None:
+                if on_held is not None:
+                    on_held(holder)
+                message = f"waiting for the plugin lock held by run {holder}"
+                self.waits.append(message)
+                if on_wait is not None:
+                    on_wait(message)
+            decided = decide_force() if decide_force is not None else False
+        except BaseException:
+            self.aborted = True  # refused: the spawned meltano is stopped before it ran
+            raise
         self.force = self.request.force or decided
         self.started = True
         return self

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flx_meltano.application.pipelines import resolve
+from flx_meltano.application.reconcile import MELTANO_HEARTBEAT_DEAD_SECONDS, StateIdBusy
 from flx_meltano.application.run import (
     CANCELLED_REASON,
     ExecutionUpdate,
@@ -21,6 +22,7 @@ from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.integration.project_reader import read_project
+from flx_meltano.integration.state_access import MeltanoRunRecord
 from tests.fakes import FakeAdapters, InMemoryStateStore, Recording, ReplayLauncher, fake_context
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance" / "project"
@@ -248,3 +250,69 @@ def test_the_conformance_jobs_record_exact_counts_from_their_plugins_logs(projec
     assert {r.stream: r.records for r in execution.results.values()} == records
     [run] = adapters(ctx).launcher.runs
     assert run.request.blocks == step.pipeline.blocks
+
+
+def meltano_row(run_id: str, status: str, heartbeat_age_seconds: float | None) -> MeltanoRunRecord:
+    return MeltanoRunRecord(run_id, PLAIN, status, heartbeat_age_seconds, None, False)
+
+
+def test_meltano_keeps_its_row_of_the_run_with_the_state_it_wrote(project):
+    ctx, definition = context(project, Recording("sdk_postgres_to_postgres.jsonl", state_after=AFTER))
+    execution = run_pipeline(ctx, definition)
+    assert ctx.state_store.run(execution.id) == MeltanoRunRecord(
+        execution.id, PLAIN, "SUCCESS", 0.0, AFTER, True
+    )
+    assert ctx.state_store.runs(PLAIN, running_only=True) == []
+
+
+def test_a_bare_meltano_run_left_running_without_a_heartbeat_is_forced_past(project):
+    ctx, definition = context(project, Recording("sdk_postgres_to_postgres.jsonl", state_after=AFTER))
+    ctx.state_store.meltano_runs = [
+        meltano_row("killed-bare-run", "RUNNING", MELTANO_HEARTBEAT_DEAD_SECONDS + 1)
+    ]
+    execution = run_pipeline(ctx, definition)
+    assert execution.status is ExecutionStatus.SUCCEEDED
+    [run] = adapters(ctx).launcher.runs
+    assert run.force is True  # Meltano would refuse the run without --force for 5 minutes
+    assert not run.request.force
+
+
+def test_a_live_bare_meltano_run_of_the_state_id_refuses_the_run_before_meltano_starts(project):
+    ctx, definition = context(project, Recording("sdk_postgres_to_postgres.jsonl", state_after=AFTER))
+    ctx.state_store.meltano_runs = [meltano_row("live-bare-run", "RUNNING", 1.0)]
+    updates = execute_pipeline(ctx, definition, RunOptions(force=True))  # --force does not override it
+    opened = next(updates)
+    with pytest.raises(StateIdBusy, match=f"state id {PLAIN} is being loaded by run live-bare-run"):
+        list(updates)
+    [run] = adapters(ctx).launcher.runs
+    assert (run.started, run.aborted, run.force) == (False, True, None)
+    with ctx.unit_of_work() as uow:
+        stored = uow.executions.get(opened.execution.id)
+    assert stored.status is ExecutionStatus.FAILED
+    assert "live-bare-run" in (stored.error or "")
+    assert ctx.state_store.get(PLAIN) is None  # nothing ran, nothing written
+
+
+def test_the_plugin_lock_held_by_a_running_load_of_the_state_id_refuses_unless_forced(project):
+    holder = meltano_row("holder-run", "RUNNING", MELTANO_HEARTBEAT_DEAD_SECONDS + 1)
+    ctx, definition = context(
+        project,
+        Recording("sdk_postgres_to_postgres.jsonl", state_after=AFTER, held_by="holder-run"),
+        Recording("sdk_postgres_to_postgres.jsonl", state_after=AFTER, held_by="holder-run"),
+    )
+    ctx.state_store.meltano_runs = [holder]
+    with pytest.raises(StateIdBusy, match="its load holds the plugin lock on this host"):
+        run_pipeline(ctx, definition)
+    refused = adapters(ctx).launcher.runs[0]
+    assert (refused.started, refused.aborted, refused.waits) == (False, True, [])
+
+    # Forced: it waits for the lock instead (and says so), then passes --force past the dead row.
+    updates = list(execute_pipeline(ctx, definition, RunOptions(force=True)))
+    closed = updates[-1]
+    assert isinstance(closed, ExecutionUpdate)
+    assert closed.execution.status is ExecutionStatus.SUCCEEDED
+    waited = adapters(ctx).launcher.runs[1]
+    assert waited.waits == ["waiting for the plugin lock held by run holder-run"]
+    assert LogUpdate("info", None, waited.waits[0]) in updates
+    # --force from the dead row alone: the option only lets the run wait behind the lock.
+    assert (waited.force, waited.request.force) == (True, False)
