@@ -421,7 +421,9 @@ def test_succeed():
     execution = running()
     execution.succeed(at=at(3), state_after=StateRef(1, "c1"), warnings=["w1", "w2"])
     assert execution.pending_events[1:] == [
-        ExecutionSucceeded("exec-1", at(3), state_after=StateRef(1, "c1"), warnings=("w1", "w2"))
+        ExecutionSucceeded(
+            "exec-1", at(3), state_after=StateRef(1, "c1"), warnings=("w1", "w2")
+        )
     ]
     assert execution.status is ExecutionStatus.SUCCEEDED
     assert execution.ended_at == at(3)
