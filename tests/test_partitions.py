@@ -18,9 +18,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_schedule_context, materialize
 
 from flx_meltano.application import queries
-from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, partitioned, run_pipeline, window_env
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.partitions import PartitionKind, PartitionScheme, state_id_suffix
 from flx_meltano.domain.project import PipelineDefinition
@@ -232,7 +232,7 @@ def test_three_daily_partitions_load_only_their_window_and_never_move_the_main_b
     root = _installed_copy(tmp_path / "project")
     monkeypatch.setenv("TARGET_JSONLINES_UPSERT", "false")  # ids repeat from window to window
     settings = Settings(database_url=default_store_url, project_dir=root, environment="dev")
-    ctx = AppContext(settings=settings, env={**meltano_sandbox.env, "TARGET_JSONLINES_UPSERT": "false"})
+    ctx = app_context(settings, env={**meltano_sandbox.env, "TARGET_JSONLINES_UPSERT": "false"})
     main = _pipeline(root)
 
     first = run_pipeline(ctx, main, RunOptions())  # the main bookmark, from an unpartitioned run
