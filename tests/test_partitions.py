@@ -212,7 +212,7 @@ def test_the_schedule_of_a_partitioned_job_runs_the_window_that_just_ended(tmp_p
         assert request.tags[md.TAG_SCHEDULE] == "shop-to-files-daily"
         too_early = tick(datetime(2024, 1, 2, 12, tzinfo=UTC))
         # no stale-pipeline runs of windows
-    assert {s.name for s in defs.sensors} == {"meltano_crash_reconciler", "meltano_outside_runs"}
+        assert {s.name for s in defs.sensors} == {"meltano_crash_reconciler", "meltano_outside_runs"}
         assert too_early.run_requests == []
         assert too_early.skip_message == "no partition has ended yet"
 
