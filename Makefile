@@ -12,7 +12,7 @@ PLUGIN_INPUTS := meltano.yml taps/tap-shopsim/pyproject.toml targets/target-json
 # The conformance suite's project of third-party plugins from PyPI (tests/conformance).
 CONFORMANCE := tests/conformance/project
 
-.PHONY: help setup conformance-plugins demo jobs test test-faults lint bench lock clean-db dist browser prometheus
+.PHONY: help setup conformance-plugins demo jobs test test-faults test-fast lint bench lock clean-db dist browser prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -86,6 +86,16 @@ test-faults: setup  ## The fault suite (-m faults), FAULT_ROUNDS (2) times in a 
 		echo "fault suite, round $$round of $(FAULT_ROUNDS)"; \
 		$(BIN)/python -m pytest -m faults -p no:cacheprovider $(PYTEST_ARGS) || exit 1; \
 	done
+
+# The fast tier: the application's use cases on fakes (tests/fast) and the pure unit tests of the
+# domain, the log parser, the translator and the project reader. No PostgreSQL, no meltano, no
+# Singer plugins (singer-sdk's and anyio's pytest plugins are not loaded: seconds of imports).
+FAST_TESTS := tests/fast tests/test_domain.py tests/test_run_events.py tests/test_translator.py \
+	tests/test_yaml_lines.py tests/test_project_reader.py tests/test_secrets.py tests/test_destinations.py \
+	tests/test_catalog.py
+
+test-fast: $(VENV)/.installed  ## The fast tier (fakes and pure units; no PostgreSQL, no meltano): seconds
+	$(BIN)/python -m pytest -p no:cacheprovider -p no:singer_testing -p no:anyio -m "not slow" $(FAST_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed  ## Only ruff, mypy and the import contracts
 	$(BIN)/ruff check .

@@ -135,21 +135,23 @@ class PhaseObserver:
         else:
             self.closed = time.perf_counter()
 
-    def follow(self, updates: Iterator[Any]) -> Any:
-        """Watch a run's updates to the end; its closed execution."""
+    def follow(self, updates: Any) -> Any:
+        """Consume a run's updates (RunUpdate), timing them; the closed execution."""
+
         from flx_meltano.application.run import ExecutionUpdate, LogUpdate, ProgressUpdate, StreamUpdate
 
         execution = None
-        for update in updates:
-            if isinstance(update, LogUpdate):
-                self.on_log(update.level, update.plugin, update.message)
-            elif isinstance(update, ProgressUpdate):
-                self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
-            elif isinstance(update, StreamUpdate):
-                self.on_stream(update.execution, update.result)
-            elif isinstance(update, ExecutionUpdate):
-                self.on_execution(update.execution)
-                execution = update.execution
+        with closing(updates):
+            for update in updates:
+                if isinstance(update, LogUpdate):
+                    self.on_log(update.level, update.plugin, update.message)
+                elif isinstance(update, ProgressUpdate):
+                    self.on_progress(update.pipeline_id, update.stream, update.extracted, update.loaded)
+                elif isinstance(update, StreamUpdate):
+                    self.on_stream(update.execution, update.result)
+                elif isinstance(update, ExecutionUpdate):
+                    self.on_execution(update.execution)
+                    execution = update.execution
         return execution
 
     def phases(self) -> dict[str, float]:
@@ -167,21 +169,20 @@ def in_process(store_url: str) -> Callable[[Sandbox], Outcome]:
     """``application.run.run_pipeline`` called from this interpreter, with a fresh AppContext."""
 
     def run_here(sandbox: Sandbox) -> Outcome:
-        from flx_meltano.application.context import AppContext
         from flx_meltano.application.pipelines import resolve
         from flx_meltano.application.run import RunOptions, execute_pipeline
+        from flx_meltano.bootstrap import app_context
         from flx_meltano.domain.values import Trigger
         from flx_meltano.settings import Settings
 
         with extractor_lock():
             pass
         observer = PhaseObserver()
-        ctx = AppContext(settings=Settings(database_url=store_url, project_dir=REPO), env=sandbox.env)
+        ctx = app_context(Settings(database_url=store_url, project_dir=REPO), env=sandbox.env)
         try:
             [step] = resolve(ctx.project, REFERENCE_PIPELINE, ctx.environment)
             assert step.pipeline is not None
-            with closing(execute_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API))) as updates:
-                execution = observer.follow(updates)
+            execution = observer.follow(execute_pipeline(ctx, step.pipeline, RunOptions(trigger=Trigger.API)))
         finally:
             ctx.close()
         seconds = time.perf_counter() - observer.start

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.bootstrap import app_context
 from flx_meltano.persistence import database, embedded
 from flx_meltano.settings import Settings
 
@@ -110,7 +111,7 @@ class MeltanoSandbox:
 
     def context(self, store_url: str, environment: str = "dev", **extra_env: str) -> AppContext:
         settings = Settings(database_url=store_url, project_dir=REPO, environment=environment)
-        return AppContext(settings=settings, env={**self.env, **extra_env})
+        return app_context(settings, env={**self.env, **extra_env})
 
     def lines(self, stream: str) -> list[str]:
         path = self.output / f"{stream}.jsonl"

@@ -25,6 +25,7 @@ import pytest
 
 from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence import database
@@ -68,7 +69,7 @@ class DagsterDev(DagsterGraphQL):
         return "dagster dev log:\n" + self.log_tail(40)
 
     def context(self) -> AppContext:
-        return AppContext(settings=Settings(database_url=self.store_url, project_dir=REPO))
+        return app_context(Settings(database_url=self.store_url, project_dir=REPO))
 
     def executions_of(self, run_id: str, status: ExecutionStatus | None = None) -> list[PipelineExecution]:
         """flx executions the Dagster run recorded, each with its stream results."""

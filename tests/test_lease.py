@@ -20,6 +20,7 @@ from flx_meltano.application.liveness import (
     persist_retrying,
     try_save,
 )
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
 from flx_meltano.integration.load_lock import PluginLock
@@ -46,7 +47,7 @@ def _open(
     with ctx.unit_of_work() as uow:
         uow.executions.save(execution)
         uow.commit()
-    with database.ready_engine(ctx.location.store_url).begin() as conn:
+    with database.ready_engine(ctx.store_url()).begin() as conn:
         conn.execute(
             sa.update(executions)
             .where(executions.c.id == execution.id)
@@ -114,8 +115,8 @@ def test_a_store_outage_keeps_the_record_in_memory(meltano_sandbox, store_url):
     execution = _open(ctx, host=this_host(), pid=os.getpid())
     with ctx.unit_of_work() as uow:
         execution = uow.executions.get(execution.id)
-    down = AppContext(
-        settings=Settings(
+    down = app_context(
+        Settings(
             database_url="postgresql://postgres@127.0.0.1:9/nowhere", project_dir=ctx.settings.project_dir
         ),
         env=meltano_sandbox.env,

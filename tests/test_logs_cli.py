@@ -74,7 +74,7 @@ def test_a_cli_run_keeps_its_whole_log_masked_and_logs_reads_it_back(meltano_san
     assert "Beginning sync of 'customers' in incremental mode" in by_plugin["tap-shopsim"]
     assert any(m.startswith("Writing stream 'orders' to ") for m in by_plugin["target-jsonlines"])
     assert sum(map(len, by_plugin.values())) == len(lines)  # no line without its plugin
-    assert {line["level"] for line in lines} >= {"info", "warning"}
+    assert "info" in {line["level"] for line in lines}
     ats = [datetime.fromisoformat(line["at"]) for line in lines]
     assert ats == sorted(ats)
 
@@ -83,13 +83,13 @@ def test_a_cli_run_keeps_its_whole_log_masked_and_logs_reads_it_back(meltano_san
     text = flx(env, "logs", execution_id).stdout
     assert CANARY not in text
     assert len(text.splitlines()) == len(lines)
-    assert "WARNING  meltano            Force option is enabled" in text
+    assert "INFO     meltano            Meltano " in text  # time, level, plugin, message
 
     tap = json.loads(flx(env, "logs", execution_id, "--plugin", "tap-shopsim", "--json").stdout)["lines"]
     assert [line["message"] for line in tap] == by_plugin["tap-shopsim"]
     warnings = json.loads(flx(env, "logs", execution_id, "--level", "warning", "--json").stdout)["lines"]
+    # (a run that goes well may warn of nothing: the level filter's cases are in test_logs_store)
     assert warnings == [line for line in lines if line["level"] in ("warning", "error", "critical")]
-    assert warnings
     assert json.loads(flx(env, "logs", execution_id, "--tail", "3", "--json").stdout)["lines"] == lines[-3:]
     since = lines[-3]["at"]
     assert (

@@ -15,6 +15,7 @@ from flx_meltano.application import logs as logs_module
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.log_keeper import LogKeeper
 from flx_meltano.application.logs import LogFilter, execution_logs, parse_age, parse_since, prune_logs
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import Trigger
@@ -30,7 +31,7 @@ PIPELINE = "dev:tap-shopsim-to-target-jsonlines"
 
 @pytest.fixture
 def ctx(store_url: str) -> AppContext:
-    return AppContext(settings=Settings(database_url=store_url, project_dir=REPO, environment="dev"))
+    return app_context(Settings(database_url=store_url, project_dir=REPO, environment="dev"))
 
 
 def stored(ctx: AppContext, execution_id: str, *, ended: datetime | None = None) -> PipelineExecution:
@@ -46,7 +47,7 @@ def stored(ctx: AppContext, execution_id: str, *, ended: datetime | None = None)
 
 
 def raw_rows(ctx: AppContext, execution_id: str) -> list[sa.Row]:
-    engine = database.ready_engine(ctx.location.store_url)
+    engine = database.ready_engine(ctx.store_url())
     with engine.connect() as conn:
         return list(
             conn.execute(

@@ -27,6 +27,7 @@ from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, open_execution, run
+from flx_meltano.bootstrap import app_context
 from flx_meltano.cli.metrics_serve import registry_for
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.values import ExecutionStatus
@@ -77,7 +78,7 @@ def ran(default_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ra
         "MELTANO_DATABASE_URI": f"sqlite:///{root / 'meltano.db'}",
         "TARGET_JSONLINES_DESTINATION_PATH": str(root / "out"),
     }
-    ctx = AppContext(settings=Settings(database_url=store_url, project_dir=REPO, environment="dev"), env=env)
+    ctx = app_context(Settings(database_url=store_url, project_dir=REPO, environment="dev"), env=env)
     process = None
     try:
         [good] = run(ctx, FILES, RunOptions())
@@ -198,7 +199,7 @@ def test_metrics_are_read_at_each_scrape_not_kept(ran: Ran):
 
 def test_an_unreachable_store_gives_up_zero_and_no_error(default_server):
     nowhere = default_server.url("flx_no_such_database")
-    ctx = AppContext(settings=Settings(database_url=nowhere, project_dir=REPO))
+    ctx = app_context(Settings(database_url=nowhere, project_dir=REPO))
     text = generate_latest(registry_for(ctx)).decode()
     assert text.splitlines()[-1] == "flx_meltano_up 0.0"
     assert "flx_meltano_executions_total" not in text

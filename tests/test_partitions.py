@@ -18,9 +18,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_schedule_context, materialize
 
 from flx_meltano.application import queries
-from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import resolve
 from flx_meltano.application.run import RunOptions, partitioned, run_pipeline, window_env
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.errors import InvalidOption
 from flx_meltano.domain.partitions import PartitionKind, PartitionScheme, state_id_suffix
 from flx_meltano.domain.project import PipelineDefinition
@@ -211,7 +211,8 @@ def test_the_schedule_of_a_partitioned_job_runs_the_window_that_just_ended(tmp_p
         assert request.partition_key == "2024-01-04"
         assert request.tags[md.TAG_SCHEDULE] == "shop-to-files-daily"
         too_early = tick(datetime(2024, 1, 2, 12, tzinfo=UTC))
-        assert {s.name for s in defs.sensors} == {"meltano_crash_reconciler"}  # no stale runs of windows
+        # no stale-pipeline runs of windows
+        assert {s.name for s in defs.sensors} == {"meltano_crash_reconciler", "meltano_outside_runs"}
         assert too_early.run_requests == []
         assert too_early.skip_message == "no partition has ended yet"
 
@@ -232,7 +233,7 @@ def test_three_daily_partitions_load_only_their_window_and_never_move_the_main_b
     root = _installed_copy(tmp_path / "project")
     monkeypatch.setenv("TARGET_JSONLINES_UPSERT", "false")  # ids repeat from window to window
     settings = Settings(database_url=default_store_url, project_dir=root, environment="dev")
-    ctx = AppContext(settings=settings, env={**meltano_sandbox.env, "TARGET_JSONLINES_UPSERT": "false"})
+    ctx = app_context(settings, env={**meltano_sandbox.env, "TARGET_JSONLINES_UPSERT": "false"})
     main = _pipeline(root)
 
     first = run_pipeline(ctx, main, RunOptions())  # the main bookmark, from an unpartitioned run

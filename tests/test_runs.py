@@ -26,6 +26,7 @@ from flx_meltano.application.run import (
     open_execution,
     run,
 )
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.errors import ExecutionAlreadyRunning
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
@@ -51,7 +52,7 @@ def _context_without_meltano(sandbox, store_url: str, how: str, monkeypatch) -> 
     settings = Settings(
         database_url=store_url, project_dir=REPO, environment="dev", meltano_executable=NO_MELTANO
     )
-    return AppContext(settings=settings, env=sandbox.env)
+    return app_context(settings, env=sandbox.env)
 
 
 @pytest.mark.parametrize("how", ["env", "settings"])
@@ -163,7 +164,7 @@ def test_an_interrupt_in_the_consumer_cancels_at_once_not_when_the_generator_is_
 
 
 def test_history_of_executions_started_at_the_same_instant_is_ordered_by_id_too(store_url):
-    ctx = AppContext(settings=Settings(database_url=store_url, project_dir=REPO, environment="dev"))
+    ctx = app_context(Settings(database_url=store_url, project_dir=REPO, environment="dev"))
     at = datetime(2024, 1, 1, tzinfo=UTC)
     ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(8)]
     with ctx.unit_of_work() as uow:

@@ -8,10 +8,10 @@ from typing import Any
 
 from flx_meltano.application import commands, queries
 from flx_meltano.application import logs as logs_use_case
-from flx_meltano.application.context import open_context
 from flx_meltano.application.doctor import Check, run_doctor
 from flx_meltano.application.run import RunOptions
 from flx_meltano.application.run import run as _run
+from flx_meltano.bootstrap import open_context
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.logs import LogLine
 from flx_meltano.domain.plugins import Plugin

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from flx_meltano.application import state_backup as _uc
-from flx_meltano.application.context import AppContext, open_context
+from flx_meltano.application.context import AppContext
 from flx_meltano.application.state_backup import (
     BackupReport,
     ExecutionRunning,
@@ -25,6 +25,7 @@ from flx_meltano.application.state_backup import (
     StateError,
     UnknownStateId,
 )
+from flx_meltano.bootstrap import open_context
 from flx_meltano.domain.snapshots import StateSnapshot
 from flx_meltano.domain.state import StreamDiff
 from flx_meltano.domain.state_file import InvalidStateFile

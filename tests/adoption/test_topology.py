@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flx_meltano.application import queries
 from flx_meltano.application.context import AppContext
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.settings import Settings
 from tests.adoption.conftest import REPO, SCALE, STATE_ID, Databases, Image, new_databases, user_env
@@ -58,7 +59,7 @@ class Topology(DagsterGraphQL):
         return "\n".join(f"--- {log.name}\n{tail(log, 25)}" for log in sorted(self.logs_dir.glob("*.log")))
 
     def context(self) -> AppContext:
-        return AppContext(settings=Settings(database_url=self.store_url, project_dir=REPO))
+        return app_context(Settings(database_url=self.store_url, project_dir=REPO))
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from flx_meltano import state as state_api
 from flx_meltano.application import queries
-from flx_meltano.application.context import AppContext
 from flx_meltano.application.scaffold import template
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.state import BookmarkChange
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.settings import Settings
@@ -49,7 +49,7 @@ def test_meltano_invoke_doctor_then_a_job_through_the_utility_is_recorded(adopte
     adopted_project.meltano("invoke", "flx-meltano:run", JOB)
 
     settings = Settings(database_url=adopted_project.store_url, project_dir=adopted_project.root)
-    ctx = AppContext(settings=settings)
+    ctx = app_context(settings)
     try:
         history = queries.execution_history(ctx, pipeline=STATE_ID)
         [execution] = [e for e in history if e.dagster_run_id is None]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from flx_meltano.application import reconcile
 from flx_meltano.application.context import AppContext
@@ -56,7 +55,7 @@ def mark_crashed(ctx: AppContext, execution_id: str, reason: str) -> PipelineExe
     with ctx.unit_of_work() as uow:
         execution = uow.executions.get(execution_id, for_update=True)
         if execution.status.is_active:
-            execution.crash(reason, at=datetime.now(UTC))
+            execution.crash(reason, at=ctx.now())
             uow.executions.save(execution)
             uow.commit()
         return execution

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.ports import UnitOfWork
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.errors import FlxError
 from flx_meltano.persistence import database
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 # Between two tries to reach a store that is down: doubling from the first, up to the last.
 FIRST_RETRY_SECONDS = 0.5
@@ -111,7 +111,7 @@ def try_save(ctx: AppContext, execution: PipelineExecution, outage: StoreOutage)
 def persist(
     ctx: AppContext,
     execution: PipelineExecution,
-    write: Callable[[SqlUnitOfWork], None],
+    write: Callable[[UnitOfWork], None],
     outage: StoreOutage,
 ) -> bool:
     """``write`` in one unit of work, committed; on an outage nothing of it is lost: the
@@ -134,7 +134,7 @@ def persist(
 def persist_retrying(
     ctx: AppContext,
     execution: PipelineExecution,
-    write: Callable[[SqlUnitOfWork], None],
+    write: Callable[[UnitOfWork], None],
     outage: StoreOutage,
     retry_seconds: float,
 ) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from flx_meltano.application.ports import UnitOfWork
 from flx_meltano.domain.execution import PipelineExecution
 from flx_meltano.domain.logs import LogLine
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 FLUSH_SECONDS = 1.0  # a live run's lines reach the store (and `logs --follow`) within this
 FLUSH_LINES = 2000  # ... or as soon as this many are waiting
@@ -44,7 +44,7 @@ class LogKeeper:
 
     def __init__(
         self,
-        unit_of_work: Callable[[], SqlUnitOfWork],
+        unit_of_work: Callable[[], UnitOfWork],
         execution_id: str,
         *,
         max_bytes: int,

@@ -12,4 +12,4 @@ DURATION_BUCKETS: tuple[float, ...] = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 36
 
 def store_figures(ctx: AppContext) -> StoreFigures:
     """Every pipeline's and stream's figures, read now (no state kept between calls)."""
-    return read_figures(database.ready_engine(ctx.location.store_url), DURATION_BUCKETS)
+    return read_figures(database.ready_engine(ctx.store_url()), DURATION_BUCKETS)

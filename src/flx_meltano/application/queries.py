@@ -13,11 +13,11 @@ from flx_meltano.application.pipelines import all_pipelines
 from flx_meltano.application.secrets import MASK, looks_secret
 from flx_meltano.domain.errors import InvalidOption, UnknownStream
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.history import ExecutionFilter
 from flx_meltano.domain.plugins import Plugin
 from flx_meltano.domain.values import ExecutionStatus
 from flx_meltano.errors import UsageError, choices
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.execution_repository import ExecutionFilter
 
 
 class UnknownPipeline(UsageError, LookupError):

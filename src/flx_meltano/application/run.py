@@ -19,6 +19,7 @@ from flx_meltano.application.liveness import (
 )
 from flx_meltano.application.log_keeper import LogKeeper, closing_line
 from flx_meltano.application.pipelines import Step, aggregate, resolve
+from flx_meltano.application.ports import LaunchedRun, UnitOfWork
 from flx_meltano.application.reconcile import guard_state_id, refuse_if_loading
 from flx_meltano.application.secrets import Redactor, setting_env_var
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed
@@ -30,12 +31,11 @@ from flx_meltano.domain.snapshots import SnapshotReason
 from flx_meltano.domain.state import SingerState
 from flx_meltano.domain.values import ExecutionStatus, StateStrategy, Trigger
 from flx_meltano.errors import FlxError
-from flx_meltano.integration.launcher import MeltanoRun, RunRequest
+from flx_meltano.integration.launcher import RunRequest
 from flx_meltano.integration.processes import this_host, this_pid
 from flx_meltano.integration.run_events import BlockCompleted, LogRecord
 from flx_meltano.integration.translator import ExecutionTracker, StreamConfirmed, StreamProgress
 from flx_meltano.persistence import database
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,13 +266,13 @@ def _run_pipeline(
     # meltano spends its first seconds importing itself: it does so behind the launch gate while
     # the execution is opened and the state snapshotted, and runs only from run.start() on.
     request = _run_request(ctx, options, env, blocks=definition.blocks, run_id=run_id, definition=definition)
-    run = MeltanoRun(request).spawn()
+    run = ctx.launcher(request).spawn()
     try:
         execution, state_before = open_execution(ctx, definition, options)
     except BaseException:
         run.abort()
         raise
-    outage = StoreOutage(database.redact_url(ctx.location.store_url))
+    outage = StoreOutage(database.redact_url(ctx.store_url()))
     heartbeat = Heartbeat(ctx, execution.id, ctx.settings.heartbeat_seconds, outage).start()
     opened = _OpenRun(ctx, definition, execution, state_before, options, redact, outage=outage)
     # From here on everything is inside the try, so no way out leaves the execution RUNNING.
@@ -321,7 +321,7 @@ def _tracker(opened: _OpenRun) -> ExecutionTracker:
     )
 
 
-def _follow(opened: _OpenRun, run: MeltanoRun) -> Generator[RunUpdate, None, None]:
+def _follow(opened: _OpenRun, run: LaunchedRun) -> Generator[RunUpdate, None, None]:
     """Start the spawned run; translate its events into updates, recording each confirmed stream."""
     ctx, definition, execution, redact = opened.ctx, opened.definition, opened.execution, opened.redact
     tracker, outage, options = opened.tracker, opened.outage, opened.options
@@ -481,7 +481,7 @@ def _close(
             warnings=warnings,
         )
 
-    def write(uow: SqlUnitOfWork) -> None:
+    def write(uow: UnitOfWork) -> None:
         # The state after by reference: the snapshot is stored in the same transaction (again on
         # each try: a failed try rolled it back and persist() put the close event back as it was).
         if state_after is not None:
@@ -490,7 +490,7 @@ def _close(
             )
         uow.executions.save(execution)
 
-    outage = opened.outage or StoreOutage(database.redact_url(ctx.location.store_url))
+    outage = opened.outage or StoreOutage(database.redact_url(ctx.store_url()))
     persist_retrying(ctx, execution, write, outage, ctx.settings.store_retry_seconds if opened.outage else 0)
 
 
@@ -587,7 +587,7 @@ def execute_command(
     lines; CommandFailed if it fails."""
     options = options or RunOptions()
     env = {**ctx.run_env, **options.env}
-    run = MeltanoRun(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
+    run = ctx.launcher(_run_request(ctx, options, env, blocks=(str(command),), run_id=str(uuid.uuid4())))
     plugins = [p for p in ctx.project.plugins if p.name == command.plugin]
     redact = Redactor.for_plugins(plugins, env)
     failure: str | None = None

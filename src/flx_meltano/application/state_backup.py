@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.ports import StateStore, UnitOfWork
 from flx_meltano.application.secrets import Redactor
 from flx_meltano.application.state_guard import snapshot_if_changed
 from flx_meltano.domain import state_file
@@ -24,9 +25,7 @@ from flx_meltano.domain.pipeline import Pipeline
 from flx_meltano.domain.snapshots import SnapshotReason, StateSnapshot
 from flx_meltano.domain.state import SingerState, StreamDiff, diff_states
 from flx_meltano.errors import FlxError, UsageError, choices
-from flx_meltano.integration.state_access import MeltanoStateStore
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 Progress = Callable[[int, int], None]
 
@@ -51,10 +50,6 @@ class ExecutionRunning(StateError):
     """An execution of the state id is RUNNING; restoring now would race it."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _aware(moment: datetime | None) -> datetime | None:
     """A date-time without a time zone (as typed on a command line) is taken as UTC."""
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
@@ -69,7 +64,7 @@ class BackupReport:
 
 
 def _live_states(
-    store: MeltanoStateStore,
+    store: StateStore,
     state_ids: Sequence[str] | None,
     pattern: str | None,
     progress: Progress | None = None,
@@ -113,7 +108,7 @@ def backup(
                 newest = None if sid in changed else uow.snapshots.latest(sid)
                 if newest is not None and newest.label != label:
                     changed[sid] = st
-        taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=_now(), label=label)
+        taken = uow.snapshots.add_many(changed, reason=SnapshotReason.MANUAL, at=ctx.now(), label=label)
         uow.commit()
     return BackupReport(taken=taken, unchanged=sorted(set(live) - set(changed)))
 
@@ -171,7 +166,7 @@ class RestoreResult:
     dry_run: bool
 
 
-def _lock_state_ids(uow: SqlUnitOfWork, state_ids: Iterable[str]) -> list[PipelineExecution]:
+def _lock_state_ids(uow: UnitOfWork, state_ids: Iterable[str]) -> list[PipelineExecution]:
     """Take the pipeline row lock that opening an execution takes; the executions still active.
 
     Held until ``uow`` commits or rolls back: meanwhile no run of these state ids can open an
@@ -195,7 +190,7 @@ def _lock_state_ids(uow: SqlUnitOfWork, state_ids: Iterable[str]) -> list[Pipeli
 
 @contextmanager
 def _put_back_on_failure(
-    store: MeltanoStateStore, previous: Mapping[str, SingerState | None]
+    store: StateStore, previous: Mapping[str, SingerState | None]
 ) -> Iterator[list[str]]:
     """If the block fails, put back the previous state of every state id it named as written.
 
@@ -266,13 +261,15 @@ def _restore(
         current = ctx.state_store.get(target)  # read under the lock: nobody writes it meanwhile
         pre_restore = None
         if current is not None:
-            pre_restore = snapshot_if_changed(uow, target, current, SnapshotReason.PRE_RESTORE).snapshot_id
+            pre_restore = snapshot_if_changed(
+                uow, target, current, SnapshotReason.PRE_RESTORE, at=ctx.now()
+            ).snapshot_id
         with _put_back_on_failure(ctx.state_store, {target: current}) as written:
             written.append(target)
             ctx.state_store.set(target, snapshot.state)
             restored = StateRestored(
                 target,
-                _now(),
+                ctx.now(),
                 snapshot_id=snapshot.id,
                 source_state_id=snapshot.state_id,
                 pre_restore_snapshot_id=pre_restore,
@@ -356,7 +353,7 @@ def export(
     live = _live_states(ctx.state_store, state_ids, pattern, progress)
     text = state_file.render(
         [state_file.ExportedState(sid, st) for sid, st in sorted(live.items())],
-        exported_at=_now(),
+        exported_at=ctx.now(),
         source={
             "project": str(ctx.settings.project_dir),
             "environment": ctx.environment,
@@ -491,9 +488,7 @@ def copy(ctx: AppContext, pattern: str, to_backend_uri: str, progress: Progress 
     """
     live = ctx.state_store.get_many(pattern)
     env = {**ctx.run_env, "MELTANO_STATE_BACKEND_URI": to_backend_uri}
-    destination = MeltanoStateStore(
-        ctx.settings.project_dir, ctx.environment, env=env, redact=Redactor.for_plugins((), env)
-    )
+    destination = ctx.adapters.state_store(ctx.environment, env)
     try:
         for index, (state_id, state) in enumerate(sorted(live.items()), start=1):
             destination.set(state_id, state)

@@ -4,30 +4,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flx_meltano.application.ports import UnitOfWork
 from flx_meltano.domain.execution import REGRESSION_WARNING
 from flx_meltano.domain.snapshots import SnapshotReason, StateRef
 from flx_meltano.domain.state import BookmarkChange, SingerState, diff_states
 from flx_meltano.persistence.errors import NotFound
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 
 def snapshot_if_changed(
-    uow: SqlUnitOfWork,
+    uow: UnitOfWork,
     state_id: str,
     state: SingerState,
     reason: SnapshotReason,
     execution_id: str | None = None,
+    *,
+    at: datetime | None = None,
 ) -> StateRef:
-    """A snapshot holding ``state``: the newest one if identical (stored once), else a new one."""
+    """A snapshot holding ``state``: the newest one if identical (stored once), else a new one
+    (taken ``at``, default now)."""
     newest = uow.snapshots.latest_ref(state_id)
     if newest is not None and newest.checksum == state.checksum:
         return newest
     return uow.snapshots.add(
-        state_id, state, reason=reason, at=datetime.now(UTC), execution_id=execution_id
+        state_id, state, reason=reason, at=at or datetime.now(UTC), execution_id=execution_id
     ).ref
 
 
-def state_of(uow: SqlUnitOfWork, ref: StateRef | None) -> SingerState | None:
+def state_of(uow: UnitOfWork, ref: StateRef | None) -> SingerState | None:
     """The state a reference names; None without one, or when its snapshot was pruned since."""
     if ref is None:
         return None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flx_meltano.application.context import AppContext
+from flx_meltano.application.ports import UnitOfWork
 from flx_meltano.application.state_guard import regression_warnings, snapshot_if_changed, state_of
 from flx_meltano.domain.errors import InvalidState
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
@@ -25,7 +26,6 @@ from flx_meltano.integration.meltano_runs import system_database_uri
 from flx_meltano.persistence.database import mask_password
 from flx_meltano.persistence.errors import NotFound
 from flx_meltano.persistence.meltano_system_db import MeltanoDatabaseUnreadable, MeltanoSystemDb
-from flx_meltano.persistence.unit_of_work import SqlUnitOfWork
 
 __all__ = ["MeltanoDatabaseUnreadable", "SyncReport", "sync_meltano_runs"]
 
@@ -109,7 +109,7 @@ def _close(
 
 
 def _close_with_state(
-    uow: SqlUnitOfWork,
+    uow: UnitOfWork,
     execution: PipelineExecution,
     record: MeltanoRunRecord,
     before: SingerState | None,
@@ -133,7 +133,7 @@ def status_to_remember(record: MeltanoRunRecord, now: datetime | None = None) ->
     return str(record.status)
 
 
-def _own_execution(uow: SqlUnitOfWork, record: MeltanoRunRecord) -> str | None:
+def _own_execution(uow: UnitOfWork, record: MeltanoRunRecord) -> str | None:
     """The flx execution that launched this Meltano run, if any: same id, or (for a run id flx
     did not choose) an flx execution of the same state id that was running when it started."""
     try:
@@ -144,7 +144,7 @@ def _own_execution(uow: SqlUnitOfWork, record: MeltanoRunRecord) -> str | None:
 
 
 def _record_new(
-    uow: SqlUnitOfWork, db: MeltanoSystemDb, record: MeltanoRunRecord
+    uow: UnitOfWork, db: MeltanoSystemDb, record: MeltanoRunRecord
 ) -> tuple[str, PipelineExecution | None]:
     """Note one run not seen before: ('own'|'recorded'|'taken', the execution recorded)."""
     own = _own_execution(uow, record)
@@ -190,7 +190,7 @@ def _record_new(
 
 
 def _close_followed(
-    uow: SqlUnitOfWork, db: MeltanoSystemDb, record: MeltanoRunRecord, execution_id: str
+    uow: UnitOfWork, db: MeltanoSystemDb, record: MeltanoRunRecord, execution_id: str
 ) -> PipelineExecution | None:
     """Close a bare run recorded RUNNING once Meltano ended it (None: still running)."""
     status = status_to_remember(record)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flx_meltano.application.doctor import Check, run_doctor
-from flx_meltano.cli import catalog, db, history, init, logs, metrics_serve, run, state, sync, ui
+from flx_meltano.cli import catalog, db, history, init, logs, metrics, run, state, sync, ui
 from flx_meltano.cli.about import version_text
 from flx_meltano.cli.context import GLOBAL, JsonOption, debugging, settings
 from flx_meltano.cli.errors import report
 from flx_meltano.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from flx_meltano.application.doctor import Check
+
+# Subcommands import what they use when they run (cli/*.py): `flx-meltano run` spawns meltano
+# before it pays for the store's or the exporter's libraries.
 
 app = typer.Typer(
     name="flx-meltano",
@@ -26,7 +31,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(catalog.app, name="catalog")
 run.register(app)
 history.register(app)
-metrics_serve.register(app)  # after history: makes its 'metrics' command the group 'metrics show|serve'
+metrics.register(app)  # after history: makes its 'metrics' command the group 'metrics show|serve'
 state.register(app)
 init.register(app)
 ui.register(app)
@@ -77,6 +82,8 @@ def _mark(check: Check) -> str:
 @app.command()
 def doctor(as_json: JsonOption = False) -> None:
     """Check the Meltano project, plugin installs, the meltano executable and the store."""
+    from flx_meltano.application.doctor import run_doctor
+
     checks = run_doctor(settings(project=False))
     if as_json:
         print_json(checks)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from flx_meltano.application.catalog import refresh_catalog
 from flx_meltano.cli.context import JsonOption, app_context
 from flx_meltano.cli.output import print_json, print_table
 
@@ -20,6 +19,8 @@ def refresh(
 ) -> None:
     """Run discovery through meltano and cache the stream names."""
     with app_context() as ctx:
+        from flx_meltano.application.catalog import refresh_catalog
+
         rows = refresh_catalog(ctx, extractor or None)
     if as_json:
         print_json({name: list(streams) for name, streams in rows.items()})

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from flx_meltano import bootstrap
 from flx_meltano.application.context import AppContext
 from flx_meltano.settings import Settings
 
@@ -48,7 +49,7 @@ def settings(*, project: bool = True) -> Settings:
 @contextmanager
 def app_context() -> Iterator[AppContext]:
     """An AppContext over ``settings()``, closed afterwards."""
-    ctx = AppContext(settings=settings())
+    ctx = bootstrap.app_context(settings())
     try:
         yield ctx
     finally:

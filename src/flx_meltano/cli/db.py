@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from flx_meltano.application import database_admin
 from flx_meltano.cli.context import JsonOption, settings
 from flx_meltano.cli.output import console, print_json
 
@@ -18,6 +17,8 @@ app = typer.Typer(help="The store: the embedded PostgreSQL server or FLX_DATABAS
 @app.command()
 def start(as_json: JsonOption = False) -> None:
     """Start the embedded server (if used), create the databases and migrate the store."""
+    from flx_meltano.application import database_admin  # the store's libraries: when used
+
     report = database_admin.start(settings(project=False))
     if as_json:
         print_json(report)
@@ -28,6 +29,8 @@ def start(as_json: JsonOption = False) -> None:
 @app.command()
 def stop(as_json: JsonOption = False) -> None:
     """Stop the embedded PostgreSQL server."""
+    from flx_meltano.application import database_admin  # the store's libraries: when used
+
     stopped = database_admin.stop(settings(project=False))
     if as_json:
         print_json({"stopped": stopped})
@@ -38,6 +41,8 @@ def stop(as_json: JsonOption = False) -> None:
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Where the store is and whether it is reachable and migrated (exit 1 unless it is ready)."""
+    from flx_meltano.application import database_admin  # the store's libraries: when used
+
     health = database_admin.status(settings(project=False))
     if as_json:
         print_json({**asdict(health), "ok": health.ok})
@@ -50,6 +55,8 @@ def status(as_json: JsonOption = False) -> None:
 @app.command()
 def migrate(as_json: JsonOption = False) -> None:
     """Apply pending migrations to the store."""
+    from flx_meltano.application import database_admin  # the store's libraries: when used
+
     report = database_admin.migrate(settings(project=False))
     if as_json:
         print_json(report)
@@ -65,6 +72,8 @@ def env(
     as_json: JsonOption = False,
 ) -> None:
     """Shell exports for the warehouse and Dagster's storage (passwords masked unless --show-secrets)."""
+    from flx_meltano.application import database_admin  # the store's libraries: when used
+
     values = database_admin.warehouse_environment(settings(project=False))
     shown = values if show_secrets else database_admin.masked_environment(values)
     if as_json:

@@ -11,7 +11,6 @@ from rich.markup import escape
 
 from flx_meltano.cli.output import error_console
 from flx_meltano.errors import FAILURE_EXIT_CODE, USAGE_EXIT_CODE, FlxError, exit_code
-from flx_meltano.persistence.database import mask_password, store_error
 
 INTERNAL = "InternalError"
 
@@ -34,6 +33,8 @@ def describe(error: Exception, store_url: str | None = None) -> tuple[str, str, 
         return ("UsageError" if usage else type(error).__name__), message, error.exit_code
     if isinstance(error, typer.Abort):  # e.g. no answer to a confirmation
         return "Aborted", "aborted: nothing was changed", FAILURE_EXIT_CODE
+    from flx_meltano.persistence.database import mask_password, store_error  # only for errors
+
     lost = store_error(error, store_url)
     if lost is not None:
         return type(lost).__name__, _with_notes(lost), exit_code(lost)

@@ -1,9 +1,5 @@
-"""``flx-meltano metrics serve``: a Prometheus exporter over the store, read at every scrape.
-
-``metrics`` becomes a group without breaking ``flx-meltano metrics <pipeline>``: a first argument
-that is not one of its commands is a pipeline for ``metrics show`` (a state id always has a
-``:``, so it never reads as ``serve``).
-"""
+"""``flx-meltano metrics serve``: a Prometheus exporter over the store, read at every scrape
+(imported only when it serves; the command is registered by ``cli/metrics.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +10,7 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from prometheus_client.core import (
@@ -26,10 +22,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
-from typer.core import TyperGroup
 
 from flx_meltano.application.context import AppContext
 from flx_meltano.application.monitoring import store_figures
+from flx_meltano.bootstrap import app_context
 from flx_meltano.cli.context import settings
 from flx_meltano.cli.output import console
 from flx_meltano.domain.values import ExecutionStatus, StreamStatus
@@ -160,7 +156,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - an exporter is scraped from elsewhere
 ) -> None:
     """Serve Prometheus metrics of every pipeline and stream at /metrics, read from the store per scrape."""
-    ctx = AppContext(settings=settings())
+    ctx = app_context(settings())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -170,7 +166,7 @@ def serve(
         signal.signal(signum, on_signal)
     server, thread = start_http_server(port, addr=host, registry=registry_for(ctx))
     console.print(
-        f"serving http://{host}:{server.server_port}/metrics from {redact_url(ctx.location.store_url)} "
+        f"serving http://{host}:{server.server_port}/metrics from {redact_url(ctx.store_url())} "
         "(Ctrl-C or SIGTERM stops)",
         highlight=False,
     )
@@ -181,36 +177,3 @@ def serve(
         server.server_close()
         thread.join(timeout=5)
         ctx.close()
-
-
-class PipelineOrCommand(TyperGroup):
-    """A group whose first argument, when it names none of its commands, goes to ``show``."""
-
-    default_command = "show"
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own (vendored) click Context
-        """Route ``metrics <pipeline> ...`` (and ``metrics --json <pipeline>``) to ``metrics show``."""
-        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
-
-
-def register(app: typer.Typer) -> None:
-    """Make the root's ``metrics`` command the ``metrics`` group: ``show`` (the old command) and ``serve``."""
-    shown = [
-        c for c in app.registered_commands if (c.name or getattr(c.callback, "__name__", "")) == "metrics"
-    ]
-    if len(shown) != 1:
-        raise RuntimeError("flx-meltano metrics serve: register it after the 'metrics' command")
-    [show] = shown
-    app.registered_commands.remove(show)
-    show.name = "show"
-    group = typer.Typer(
-        cls=PipelineOrCommand,
-        no_args_is_help=True,
-        help="Per-stream figures of one pipeline (metrics PIPELINE, i.e. metrics show PIPELINE), "
-        "or a Prometheus exporter over the store (metrics serve).",
-    )
-    group.registered_commands.append(show)
-    group.command("serve")(serve)
-    app.add_typer(group, name="metrics")

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from flx_meltano.application.ui import prepare_ui
 from flx_meltano.cli.context import settings
 from flx_meltano.cli.output import console
-from flx_meltano.integration.process_group import run_supervised
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +34,9 @@ def register(app: typer.Typer) -> None:
         ] = 5.0,
     ) -> None:
         """Start the Dagster UI and daemon over the project, on the flx store's PostgreSQL server."""
+        from flx_meltano.application.ui import prepare_ui
+        from flx_meltano.integration.process_group import run_supervised
+
         launch = prepare_ui(
             settings(), host=host, port=port, dagster_home=dagster_home, definitions=definitions
         )

@@ -53,3 +53,20 @@ class LogKept:
     dropped_bytes: int = 0
     complete: bool = False
     pruned_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """One stored chunk: its place in the log and its lines."""
+
+    seq: int
+    lines: list[LogLine]
+
+
+@dataclass(frozen=True)
+class LogSize:
+    """How big an execution's stored log is: lines, their raw (encoded) bytes, bytes stored."""
+
+    lines: int
+    raw_bytes: int
+    stored_bytes: int

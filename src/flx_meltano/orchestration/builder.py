@@ -23,8 +23,8 @@ from dagster import (
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from flx_meltano.application.context import AppContext
 from flx_meltano.application.pipelines import all_pipelines, stream_schemas, unmatched_select_rules
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.project import Job, PipelineDefinition, ProjectModel, Schedule
 from flx_meltano.orchestration import metadata as md
 from flx_meltano.orchestration.assets import RESOURCE_KEY, meltano_pipeline_assets
@@ -315,7 +315,7 @@ def build_location(options: LocationOptions) -> Definitions:
     ``meltano`` process, no database access.
     """
     settings = options.settings()
-    ctx = AppContext(settings=settings)
+    ctx = app_context(settings)
     project, env_name = ctx.project, ctx.environment
 
     run_env = {**os.environ, **options.resource.env}  # where loaders write may depend on it

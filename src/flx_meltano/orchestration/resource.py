@@ -29,6 +29,7 @@ from flx_meltano.application.context import AppContext
 from flx_meltano.application.liveness import RecordNotWritten
 from flx_meltano.application.logs import LogFilter, execution_logs
 from flx_meltano.application.reconcile import StateIdBusy
+from flx_meltano.bootstrap import app_context
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
 from flx_meltano.domain.project import Command, PipelineDefinition
 from flx_meltano.domain.stream_schema import StreamSchema
@@ -203,7 +204,7 @@ class MeltanoResource(ConfigurableResource):  # type: ignore[type-arg]
 
     def app_context(self) -> AppContext:
         """A fresh application context for one run."""
-        return AppContext(settings=self.settings(), env=dict(self.env))
+        return app_context(self.settings(), env=self.env)
 
     def _options(  # the one mapping of the resource and MeltanoRunConfig onto RunOptions
         self,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from flx_meltano.domain.events import ExecutionEvent
 from flx_meltano.domain.execution import PipelineExecution, StreamResult
+from flx_meltano.domain.history import ExecutionFilter
 from flx_meltano.domain.snapshots import StateRef
 from flx_meltano.domain.values import Duration, ExecutionStatus, StreamStatus, Trigger
 from flx_meltano.persistence.errors import NotFound
@@ -39,16 +39,6 @@ UPSERT_EXECUTION = upsert(executions, ("id",), keep=("heartbeat_at",))
 # equal started_at by id (an incremental sort), so no index on (..., started_at, id) is needed.
 NEWEST_FIRST = (executions.c.started_at.desc(), executions.c.id.desc())
 UPSERT_STREAM_RESULT = upsert(stream_results, ("execution_id", "stream"))
-
-
-@dataclass(frozen=True)
-class ExecutionFilter:
-    """Which executions a history query returns (newest first)."""
-
-    pipeline_id: str | None = None
-    status: ExecutionStatus | None = None
-    since: datetime | None = None
-    limit: int = 50
 
 
 def _row(execution: PipelineExecution) -> dict[str, Any]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from flx_meltano.domain.logs import LogKept, LogLine
+from flx_meltano.domain.logs import LogChunk, LogKept, LogLine, LogSize
 from flx_meltano.persistence.tables import execution_logs, executions
 
 HEADER_SEQ = 0  # the header row; chunks of lines count from 1
@@ -36,23 +35,6 @@ def decode(text: bytes) -> list[LogLine]:
         at, level, plugin, message = json.loads(row)
         lines.append(LogLine(datetime.fromtimestamp(at / 1000, UTC), level, plugin, message))
     return lines
-
-
-@dataclass(frozen=True)
-class LogChunk:
-    """One stored chunk: its place in the log and its lines."""
-
-    seq: int
-    lines: list[LogLine]
-
-
-@dataclass(frozen=True)
-class LogSize:
-    """How big an execution's stored log is: lines, their raw (encoded) bytes, bytes stored."""
-
-    lines: int
-    raw_bytes: int
-    stored_bytes: int
 
 
 def _header(execution_id: str, **values: object) -> sa.Insert:
