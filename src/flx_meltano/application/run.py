@@ -48,7 +48,9 @@ class RunOptions:
         full_refresh: ignore saved state.
         state_strategy: Meltano's --state-strategy (a string given at run time is parsed too;
             InvalidOption if unknown).
-        force: start even if an execution of the same state id is RUNNING.
+        force: start even if the store shows an execution of the same state id RUNNING, waiting
+            for its load's lock rather than refusing; Meltano's own ``--force`` is passed only
+            once every previous run of the state id is established dead, whatever this says.
         timeout_seconds: cancel the run after this long (more than 0; None: no limit).
         env: extra environment for meltano (e.g. plugin settings as env vars).
         partition: run one partition of a partitioned extractor (its key, e.g. ``2024-01-02``):
