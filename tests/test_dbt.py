@@ -20,8 +20,11 @@ from sqlalchemy.engine import make_url
 
 from flx_meltano.orchestration import MeltanoResource, build_definitions
 from flx_meltano.orchestration import metadata as md
+from flx_meltano.orchestration.checks import BOOKMARK_REGRESSION, ROW_COUNT_ANOMALY, SCHEMA_DRIFT
 from flx_meltano.orchestration.dbt import DbtError
 from flx_meltano.orchestration.dbt_options import DbtOptions
+
+STREAM_CHECKS = {SCHEMA_DRIFT, BOOKMARK_REGRESSION, ROW_COUNT_ANOMALY}  # each stream asset's own
 
 REPO = Path(__file__).resolve().parents[1]
 STREAMS = ("customers", "products", "orders", "order_items")
@@ -137,7 +140,10 @@ def test_each_model_is_an_asset_downstream_of_the_streams_that_load_its_sources(
     job = defs.resolve_job_def("shop_to_warehouse")  # tasks: tap-shopsim target-postgres; dbt-postgres:run
     streams = {AssetKey(["raw_shop", s]) for s in STREAMS}
     assert job.asset_layer.selected_asset_keys == streams | {STG_CUSTOMERS, STG_ORDERS, REVENUE}
-    assert job.asset_layer.asset_graph.asset_check_keys == set()  # `dbt run` runs no tests
+    # `dbt run` runs no dbt tests: the job's checks are the stream assets' own
+    job_checks = job.asset_layer.asset_graph.asset_check_keys
+    assert {key.asset_key for key in job_checks} == streams
+    assert {key.name for key in job_checks} == STREAM_CHECKS
     assert job.tags[md.TAG_DBT_COMMAND] == "run"
 
 
@@ -193,7 +199,10 @@ def test_the_warehouse_job_loads_streams_then_models_and_a_failing_test_fails_it
     assert steps == ["tap_shopsim_to_target_postgres", "dbt_postgres"]  # streams, then dbt
     assert warehouse.count("raw_shop.orders") == 100
     assert warehouse.count("analytics.customer_revenue") == 100
-    assert run.get_asset_check_evaluations() == []  # `dbt run`: no tests
+    evaluations = run.get_asset_check_evaluations()  # `dbt run`: no dbt tests, the streams' checks
+    assert {(e.asset_key, e.check_name) for e in evaluations} == {
+        (AssetKey(["raw_shop", s]), check) for s in STREAMS for check in STREAM_CHECKS
+    }
 
     logs = [r.user_message for r in instance.all_logs(run.run_id)]
     dbt_lines = [line for line in logs if line.startswith("[dbt-postgres]")]
