@@ -654,8 +654,16 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     reconciled = flx(fault_env, "reconcile", "--json")
     assert reconciled.returncode == 0, reconciled.stderr
     execution = the_execution(ctx)
-    assert execution.status is ExecutionStatus.CRASHED
-    assert "is gone and its load ended" in (execution.error or "")
+    # The record follows what Meltano kept of the run: the state is first seen only after the
+    # in-process state read has imported meltano (seconds under load), so the kill may land after
+    # meltano itself recorded the run SUCCESS; then the run did succeed, and says it was reconciled.
+    meltano_run = ctx.state_store.run(execution.id)
+    if meltano_run is not None and meltano_run.status == "SUCCESS":
+        assert execution.status is ExecutionStatus.SUCCEEDED
+        assert any("recorded by crash reconciliation" in w for w in execution.warnings)
+    else:
+        assert execution.status is ExecutionStatus.CRASHED
+        assert "is gone and its load ended" in (execution.error or "")
     state = ctx.state_store.get(FILES_PIPELINE)
     assert state is not None
     assert state.bookmarks, "the killed load had saved some state"
@@ -664,11 +672,12 @@ def test_runner_sigkill_then_reconcile_completes_the_record_with_the_state_after
     for stream in STREAM_KEYS:
         result = execution.results[stream]
         assert result.bookmark == (state.bookmarks.get(stream) or None), stream
-        if result.status is StreamStatus.SUCCEEDED:  # confirmed by the runner before it died
+        if result.records is not None:  # confirmed by the runner before it died
+            assert result.status is StreamStatus.SUCCEEDED, stream
             lines = (meltano_sandbox.output / f"{stream}.jsonl").read_text().splitlines()
             assert result.records == len(lines), stream
         else:  # completed by the reconciler: nobody saw the count
-            assert result.records is None, stream
             unconfirmed += 1
-    assert unconfirmed, "the runner was killed before the end: some streams were never confirmed"
+    if execution.status is ExecutionStatus.CRASHED:
+        assert unconfirmed, "the runner was killed before the end: some streams were never confirmed"
     rerun_resumes(fault_env, meltano_sandbox)
