@@ -20,6 +20,8 @@ from flx_meltano.errors import UsageError
 
 app = typer.Typer(help="Singer state backup and restore, with full history.", no_args_is_help=True)
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")]
+RestoreForceOption = Annotated[bool, typer.Option(help="Restore even while an execution is RUNNING.")]
 CHANGE_STYLE = {"forward": "green", "backward": "red", "removed": "red", "added": "cyan", "changed": "yellow"}
 
 
@@ -181,10 +183,8 @@ def restore_command(
     previous: Annotated[
         str | None, typer.Option("--previous", help="Restore the last good state of this state id.")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
-    ] = False,
-    force: Annotated[bool, typer.Option(help="Restore even while an execution is RUNNING.")] = False,
+    dry_run: DryRunOption = False,
+    force: RestoreForceOption = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -226,10 +226,8 @@ def restore_command(
 @app.command("restore-previous")
 def restore_previous_command(
     state_id: Annotated[str, typer.Argument(help="The state id whose last good state to put back.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
-    ] = False,
-    force: Annotated[bool, typer.Option(help="Restore even while an execution is RUNNING.")] = False,
+    dry_run: DryRunOption = False,
+    force: RestoreForceOption = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -266,9 +264,7 @@ def export_command(
 @app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="A file written by 'state export'.")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
-    ] = False,
+    dry_run: DryRunOption = False,
     force: Annotated[bool, typer.Option(help="Import even while executions are RUNNING.")] = False,
     yes: YesOption = False,
     as_json: JsonOption = False,
