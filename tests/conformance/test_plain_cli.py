@@ -112,3 +112,14 @@ def test_state_restore_round_trip_is_exact(runs: TwoRuns):
     assert (restored["state_id"], restored["dry_run"]) == (PLAIN_STATE_ID, False)
     assert restored["pre_restore_snapshot_id"]
     assert sandbox.live_state(PLAIN_STATE_ID) == snapshot["state"]  # as Meltano itself reads it
+
+
+def test_the_run_keeps_its_log_with_each_third_party_plugins_lines(runs: TwoRuns):
+    execution_id = runs.first.execution["id"]
+    log = runs.sandbox.flx_json("logs", execution_id)
+    assert (log["available"], log["complete"], log["dropped_lines"]) == (True, True, 0)
+    plugins = {line["plugin"] for line in log["lines"]}
+    assert {"meltano", "tap-postgres", "target-postgres"} <= plugins
+    assert log["lines"][-1]["message"] == "execution SUCCEEDED"
+    tap = runs.sandbox.flx_json("logs", execution_id, "--plugin", "tap-postgres")["lines"]
+    assert tap == [line for line in log["lines"] if line["plugin"] == "tap-postgres"]
